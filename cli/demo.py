@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from cli.processes import StackError
 from workflows.hello_workflow import HelloInput, HelloWorkflow
+from workflows.search_attributes import search_attributes
 
 
 def say(step: str) -> None:
@@ -26,6 +27,7 @@ async def run_demo(description: dict) -> None:
         HelloInput(chain_id=description["chain_id"]),
         id=workflow_id,
         task_queue=description["task_queue"],
+        search_attributes=search_attributes(kind="hello", status="started"),
     )
     result = await handle.result()
     say(f"an activity read the chain head from anvil ({description['rpc_url']}): block {result.block_number}, hash {result.block_hash}")

@@ -36,6 +36,7 @@ from cli.processes import (
     wait_until,
 )
 from db.settings import DEV_ADMIN_API_KEY, DEV_MNEMONIC, ENVIRONMENTS_LOCAL
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHAIN_ID = 31337
@@ -47,7 +48,6 @@ TASK_QUEUE = "settle"
 ACCOUNT_ROLES = ("relayer", "treasury", "customer", "approver_1", "approver_2", "merchant")
 # Test tokens minted to the customer (and relayer) at deploy: 1,000,000 tokens of 6 decimals.
 DEV_MINT_BASE_UNITS = 1_000_000 * 10**6
-SEARCH_ATTRIBUTES = {"SettleTenant": "Keyword", "SettleKind": "Keyword", "SettleStatus": "Keyword", "SettleWallet": "Keyword"}
 # Postgres refuses to run as root; as root we run it as this unprivileged user.
 POSTGRES_UNPRIVILEGED_USER = "nobody"
 SERVICE_ORDER = ("postgres", "temporal", "anvil", "worker", "api")
@@ -300,8 +300,8 @@ class Stack:
             "--namespace", TEMPORAL_NAMESPACE,
             "--log-level", "warn",
         ]
-        for name, kind in SEARCH_ATTRIBUTES.items():
-            args += ["--search-attribute", f"{name}={kind}"]
+        for key in ALL_SEARCH_ATTRIBUTES:
+            args += ["--search-attribute", f"{key.name}=Keyword"]
         log_path = self.logs_dir / "temporal.log"
         process = spawn(args, log_path=log_path, cwd=self.state_dir)
         try:

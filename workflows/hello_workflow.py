@@ -13,6 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainActivities, ChainHead, ReadChainHeadInput
     from activities.hello import HelloActivities, RecordHelloRunInput
 
+from workflows.search_attributes import SETTLE_STATUS
+
 
 @dataclass
 class HelloInput:
@@ -64,6 +66,7 @@ class HelloWorkflow:
             retry_policy=RETRY,
         )
         self._status = "done"
+        workflow.upsert_search_attributes([SETTLE_STATUS.value_set("done")])
         return HelloResult(
             workflow_id=workflow.info().workflow_id,
             chain_id=head.chain_id,

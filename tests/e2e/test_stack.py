@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -75,6 +76,33 @@ def test_demo_prints_the_story(stack_instance):
     assert result.returncode == 0, result.stderr
     assert "read the chain head from anvil" in result.stdout
     assert "wrote a row in PostgreSQL" in result.stdout
+
+
+async def test_web_ui_lists_the_demo_workflow_with_its_search_attributes(stack, temporal_client, unique_id):
+    from urllib.parse import quote
+
+    from workflows.search_attributes import search_attributes
+
+    workflow_id = f"hello-ui-{unique_id}"
+    await temporal_client.execute_workflow(
+        HelloWorkflow.run,
+        HelloInput(chain_id=stack["chain_id"]),
+        id=workflow_id,
+        task_queue=stack["task_queue"],
+        search_attributes=search_attributes(kind="hello", status="started"),
+    )
+    # The Web UI's own HTTP API, which its pages render from.
+    query = quote(f'WorkflowId="{workflow_id}" AND SettleKind="hello" AND SettleStatus="done"')
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        status, body = _get(f"{stack['temporal_ui_url']}/api/v1/namespaces/{stack['temporal_namespace']}/workflows?query={query}")
+        executions = json.loads(body).get("executions", [])
+        if executions or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)  # visibility is eventually consistent
+    assert status == 200
+    assert [e["execution"]["workflowId"] for e in executions] == [workflow_id]
+    assert executions[0]["status"] == "WORKFLOW_EXECUTION_STATUS_COMPLETED"
 
 
 def test_demo_without_a_stack_says_so_clearly(tmp_path):

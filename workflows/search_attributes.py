@@ -1,0 +1,22 @@
+"""Search attributes that make Settle's workflows findable in the Temporal Web UI.
+
+Registered on the dev server by `settle up` (from ALL_SEARCH_ATTRIBUTES).
+"""
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+SETTLE_TENANT = SearchAttributeKey.for_keyword("SettleTenant")
+SETTLE_KIND = SearchAttributeKey.for_keyword("SettleKind")
+SETTLE_STATUS = SearchAttributeKey.for_keyword("SettleStatus")
+SETTLE_WALLET = SearchAttributeKey.for_keyword("SettleWallet")
+# All keyword attributes; `settle up` registers exactly these on the dev server.
+ALL_SEARCH_ATTRIBUTES = (SETTLE_TENANT, SETTLE_KIND, SETTLE_STATUS, SETTLE_WALLET)
+
+
+def search_attributes(*, kind: str, tenant: str | None = None, status: str | None = None) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(SETTLE_KIND, kind)]
+    if tenant is not None:
+        pairs.append(SearchAttributePair(SETTLE_TENANT, tenant))
+    if status is not None:
+        pairs.append(SearchAttributePair(SETTLE_STATUS, status))
+    return TypedSearchAttributes(pairs)
