@@ -1,0 +1,215 @@
+"""A payment intent's rules, pure: payments seen, confirmed, orphaned by a reorg; expiry; cancel.
+
+The workflow holds one `IntentState` and feeds it chain observations; every call returns the
+events to record. Status is derived from the payments, never stored beside them, so it cannot
+drift:
+
+    requires_payment → processing (a payment seen, confirming) → succeeded
+                     ↘ expired (timer)     ↘ canceled (only while nothing was received)
+
+Each (tx hash, log index) is one payment, matched once: one transaction may carry several
+transfers to deposit addresses, and each counts. Once the intent is terminal, a new payment is
+recorded as late (refundable), never lost and never settled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from domain.confirmations import confirmations_of
+from domain.money import fee_split
+
+PAYMENTS_PER_INTENT_MAX = 100
+
+
+class IntentStatus(StrEnum):
+    REQUIRES_PAYMENT = "requires_payment"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = frozenset({IntentStatus.SUCCEEDED, IntentStatus.EXPIRED, IntentStatus.CANCELED})
+
+
+class IntentRuleViolation(ValueError):
+    """A command the intent's current state does not allow (e.g. cancel after a payment)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Payment:
+    tx_hash: str
+    log_index: int
+    amount_base_units: int
+    block_number: int
+    block_hash: str
+    sender: str
+    orphaned: bool = False
+    late: bool = False  # arrived after the intent was terminal: refundable, never settled
+
+    @property
+    def key(self) -> str:
+        return f"{self.tx_hash.lower()}:{self.log_index}"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What the ledger posts when the intent succeeds. gross == fee + net; excess is refundable."""
+
+    gross_base_units: int
+    fee_base_units: int
+    net_base_units: int
+    excess_base_units: int
+
+
+@dataclass
+class IntentState:
+    intent_id: str
+    amount_due_base_units: int
+    confirmations_required: int
+    fee_bps: int
+    payments: dict[str, Payment] = field(default_factory=dict)
+    head_block_number: int = 0
+    terminal_status: IntentStatus | None = None
+    settlement: Settlement | None = None
+
+    def __post_init__(self) -> None:
+        assert isinstance(self.amount_due_base_units, int) and self.amount_due_base_units > 0
+        assert self.confirmations_required >= 1
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def status(self) -> IntentStatus:
+        if self.terminal_status is not None:
+            return self.terminal_status
+        if self.amount_received_base_units > 0:
+            return IntentStatus.PROCESSING
+        return IntentStatus.REQUIRES_PAYMENT
+
+    def _live_payments(self, *, late: bool) -> list[Payment]:
+        return [p for p in self.payments.values() if not p.orphaned and p.late == late]
+
+    @property
+    def amount_received_base_units(self) -> int:
+        """Received toward this intent (not orphaned, not late), confirmed or not."""
+        return sum(p.amount_base_units for p in self._live_payments(late=False))
+
+    @property
+    def amount_confirmed_base_units(self) -> int:
+        return sum(p.amount_base_units for p in self._live_payments(late=False) if self.is_confirmed(p))
+
+    @property
+    def amount_late_base_units(self) -> int:
+        return sum(p.amount_base_units for p in self._live_payments(late=True))
+
+    @property
+    def amount_remaining_base_units(self) -> int:
+        return max(0, self.amount_due_base_units - self.amount_received_base_units)
+
+    @property
+    def refundable_base_units(self) -> int:
+        """What the customer may get back, counting only confirmed payments: the excess of a
+        success, everything an expired intent received, and every late payment."""
+        late_confirmed = sum(p.amount_base_units for p in self._live_payments(late=True) if self.is_confirmed(p))
+        if self.status is IntentStatus.SUCCEEDED:
+            assert self.settlement is not None
+            return self.settlement.excess_base_units + late_confirmed
+        if self.status in (IntentStatus.EXPIRED, IntentStatus.CANCELED):
+            return self.amount_confirmed_base_units + late_confirmed
+        return 0
+
+    def is_confirmed(self, payment: Payment) -> bool:
+        return self.confirmations(payment) >= self.confirmations_required
+
+    def confirmations(self, payment: Payment) -> int:
+        return confirmations_of(block_number=payment.block_number, head_block_number=self.head_block_number)
+
+    # ---------------------------------------------------------------- commands
+    def observe_payment(self, payment: Payment) -> list[str]:
+        """A transfer to the deposit address was seen in a block. Idempotent per (tx hash, log index)."""
+        assert payment.amount_base_units > 0
+        known = self.payments.get(payment.key)
+        if known is not None:
+            if known.orphaned and known.block_hash != payment.block_hash:
+                # Re-included in another block after a reorg: it counts again, on its new block.
+                known.orphaned, known.block_number, known.block_hash = False, payment.block_number, payment.block_hash
+                return self._after_change(previous_status=self.status)
+            return []
+        if len(self.payments) >= PAYMENTS_PER_INTENT_MAX:
+            raise IntentRuleViolation("too_many_payments", f"an intent accepts at most {PAYMENTS_PER_INTENT_MAX} payments")
+        previous_status = self.status
+        if self.terminal_status is not None:
+            payment.late = True
+            self.payments[payment.key] = payment
+            return ["payment_intent.payment_late"]
+        self.payments[payment.key] = payment
+        return self._after_change(previous_status=previous_status)
+
+    def observe_head(self, head_block_number: int) -> list[str]:
+        if head_block_number <= self.head_block_number:
+            return []
+        previous_status = self.status
+        self.head_block_number = head_block_number
+        return self._after_change(previous_status=previous_status)
+
+    def observe_orphaned_block(self, block_hash: str) -> list[str]:
+        """A reorg replaced this block: its payments no longer count (unless seen again)."""
+        previous_status = self.status
+        changed = False
+        for payment in self.payments.values():
+            if payment.block_hash == block_hash and not payment.orphaned:
+                if self.terminal_status is IntentStatus.SUCCEEDED and not payment.late:
+                    # Settlement only ever uses payments past their confirmation depth, which a
+                    # reorg of that depth would break: the policy's job, asserted here.
+                    raise AssertionError(f"reorg below the confirmation depth of settled intent {self.intent_id}")
+                payment.orphaned = True
+                changed = True
+        if not changed:
+            return []
+        events = ["payment_intent.payment_orphaned"]
+        if self.status != previous_status:
+            events.append(f"payment_intent.{self.status.value}")
+        return events
+
+    def expire(self) -> list[str]:
+        if self.terminal_status is not None:
+            return []
+        self.terminal_status = IntentStatus.EXPIRED
+        return ["payment_intent.expired"]
+
+    def cancel(self) -> list[str]:
+        if self.terminal_status is IntentStatus.CANCELED:
+            return []
+        if self.terminal_status is not None:
+            raise IntentRuleViolation("intent_terminal", f"the intent is already {self.terminal_status.value}")
+        if self.payments:
+            raise IntentRuleViolation("payment_received", "an intent that has received a payment cannot be canceled")
+        self.terminal_status = IntentStatus.CANCELED
+        return ["payment_intent.canceled"]
+
+    # ---------------------------------------------------------------- internals
+    def _after_change(self, *, previous_status: IntentStatus) -> list[str]:
+        events = []
+        if self.terminal_status is None and self.amount_confirmed_base_units >= self.amount_due_base_units:
+            gross = self.amount_due_base_units
+            fee, net = fee_split(gross, fee_bps=self.fee_bps)
+            confirmed = self.amount_confirmed_base_units
+            # Payments still confirming when the intent settles are beyond what it needed: they
+            # become late (refundable once confirmed), so a reorg of one cannot touch the settlement.
+            for payment in self._live_payments(late=False):
+                if not self.is_confirmed(payment):
+                    payment.late = True
+            self.settlement = Settlement(
+                gross_base_units=gross, fee_base_units=fee, net_base_units=net, excess_base_units=confirmed - gross
+            )
+            self.terminal_status = IntentStatus.SUCCEEDED
+        status = self.status
+        if status != previous_status:
+            events.append(f"payment_intent.{status.value}")
+        return events

@@ -1,0 +1,89 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.confirmations import ConfirmationPolicy, ConfirmationTier, confirmations_of
+from domain.money import Asset, InvalidAmount, fee_split, format_amount, parse_amount, usd_cents_of_stablecoin
+
+USDC = Asset(code="usdc", chain_id=31337, symbol="USDC", decimals=6)
+
+
+@pytest.mark.parametrize("value, expected", [(25_000_000, 25_000_000), ("25000000", 25_000_000), ("1", 1)])
+def test_parse_amount_accepts_integers_and_digit_strings(value, expected):
+    assert parse_amount(value, asset=USDC) == expected
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (0, "greater than zero"),
+        (-5, "greater than zero"),
+        ("0", "greater than zero"),
+        (25.0, "never a float"),
+        ("25.00", "whole number of base units"),
+        ("-5", "whole number"),
+        ("1e6", "whole number"),
+        (" 5", "whole number"),
+        ("", "whole number"),
+        ("٣", "whole number"),  # a non-ASCII digit
+        (True, "boolean"),
+        (None, "integer or a string"),
+        (10**30, "exceeds the maximum"),
+        ("9" * 79, "more digits"),
+    ],
+)
+def test_parse_amount_refuses_everything_else(value, message):
+    with pytest.raises(InvalidAmount, match=message):
+        parse_amount(value, asset=USDC)
+
+
+def test_format_amount():
+    assert format_amount(25_000_000, decimals=6) == "25.00"
+    assert format_amount(25_500_001, decimals=6) == "25.500001"
+    assert format_amount(1, decimals=6) == "0.000001"
+    assert format_amount(7, decimals=0) == "7"
+
+
+@given(gross=st.integers(min_value=0, max_value=2**256 - 1), fee_bps=st.integers(min_value=0, max_value=10_000))
+def test_fee_split_is_exact_and_rounds_the_fee_down(gross, fee_bps):
+    fee, net = fee_split(gross, fee_bps=fee_bps)
+    assert fee + net == gross
+    # Floor: the fee never exceeds the exact fraction, and is within one base unit of it.
+    assert fee * 10_000 <= gross * fee_bps < (fee + 1) * 10_000
+
+
+def test_fee_split_examples():
+    assert fee_split(25_000_000, fee_bps=100) == (250_000, 24_750_000)
+    assert fee_split(199, fee_bps=100) == (1, 198)  # 1.99 → 1: the merchant keeps the fraction
+    assert fee_split(99, fee_bps=100) == (0, 99)
+
+
+def test_confirmation_tiers_by_value():
+    policy = ConfirmationPolicy()
+    cents = lambda base_units: usd_cents_of_stablecoin(base_units, decimals=6)  # noqa: E731
+    assert policy.confirmations_for(cents(99_999_999)) == 1  # 99.999999 USD
+    assert policy.confirmations_for(cents(100_000_000)) == 12  # 100 USD
+    assert policy.confirmations_for(cents(9_999_990_000)) == 12
+    assert policy.confirmations_for(cents(10_000_000_000)) == 19  # 10,000 USD
+    assert policy.confirmations_for(cents(1), override=3) == 3
+    with pytest.raises(ValueError):
+        policy.confirmations_for(1, override=0)
+
+
+def test_confirmation_policy_validates_tiers():
+    with pytest.raises(ValueError, match="no upper bound"):
+        ConfirmationPolicy(tiers=(ConfirmationTier(below_usd_cents=100, confirmations_min=1),))
+    with pytest.raises(ValueError, match="increasing"):
+        ConfirmationPolicy(
+            tiers=(
+                ConfirmationTier(below_usd_cents=500, confirmations_min=1),
+                ConfirmationTier(below_usd_cents=100, confirmations_min=2),
+                ConfirmationTier(below_usd_cents=None, confirmations_min=3),
+            )
+        )
+
+
+def test_confirmations_count_the_payment_block_itself():
+    assert confirmations_of(block_number=10, head_block_number=9) == 0
+    assert confirmations_of(block_number=10, head_block_number=10) == 1
+    assert confirmations_of(block_number=10, head_block_number=21) == 12
