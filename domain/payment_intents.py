@@ -134,16 +134,16 @@ class IntentState:
     def observe_payment(self, payment: Payment) -> list[str]:
         """A transfer to the deposit address was seen in a block. Idempotent per (tx hash, log index)."""
         assert payment.amount_base_units > 0
+        previous_status = self.status
         known = self.payments.get(payment.key)
         if known is not None:
             if known.orphaned and known.block_hash != payment.block_hash:
                 # Re-included in another block after a reorg: it counts again, on its new block.
                 known.orphaned, known.block_number, known.block_hash = False, payment.block_number, payment.block_hash
-                return self._after_change(previous_status=self.status)
+                return self._after_change(previous_status=previous_status)
             return []
         if len(self.payments) >= PAYMENTS_PER_INTENT_MAX:
             raise IntentRuleViolation("too_many_payments", f"an intent accepts at most {PAYMENTS_PER_INTENT_MAX} payments")
-        previous_status = self.status
         if self.terminal_status is not None:
             payment.late = True
             self.payments[payment.key] = payment
