@@ -3,20 +3,17 @@ never by waiting. Activities are stood in by fakes registered under the real nam
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
-from pathlib import Path
+from datetime import timedelta
 
 from temporalio import activity
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.chain import ChainHead, ReadChainHeadInput
 from activities.hello import RecordHelloRunInput
+from tests.temporal_env import time_skipping_environment
 from workflows.hello_workflow import HelloInput, HelloWorkflow
-
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
 
 async def test_three_day_pause_is_skipped_in_moments():
@@ -32,11 +29,15 @@ async def test_three_day_pause_is_skipped_in_moments():
         return True
 
     started = time.monotonic()
-    async with await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER)) as env:
+    async with time_skipping_environment() as env:
         task_queue = f"skip-{uuid.uuid4().hex[:8]}"
         async with Worker(env.client, task_queue=task_queue, workflows=[HelloWorkflow], activities=[read_chain_head, record_hello_run]):
             result = await env.client.execute_workflow(
-                HelloWorkflow.run, HelloInput(chain_id=31337, pause_s=3 * 24 * 3600), id=f"skip-{task_queue}", task_queue=task_queue
+                HelloWorkflow.run, HelloInput(chain_id=31337, pause_s=3 * 24 * 3600),
+                id=f"skip-{task_queue}",
+                task_queue=task_queue,
+                # A stuck workflow task fails the test instead of hanging it (skipped time counts too).
+                execution_timeout=timedelta(days=4),
             )
     assert result.block_number == 7
     assert [r.block_number for r in recorded] == [7]
