@@ -359,14 +359,19 @@ class Stack:
         if previous and all(len(w3.eth.get_code(Web3.to_checksum_address(address))) > 0 for address in previous.values()):
             return previous
         from contracts.deploy import deploy_test_tokens
+        from contracts.deposit import deploy_deposit_factory
 
         accounts = dev_accounts()
-        return deploy_test_tokens(
+        contracts = deploy_test_tokens(
             w3,
             deployer_private_key=accounts["relayer"]["private_key"],
             mint_to=[accounts["customer"]["address"], accounts["relayer"]["address"]],
             mint_amount_base_units=DEV_MINT_BASE_UNITS,
         )
+        contracts.update(
+            deploy_deposit_factory(w3, deployer_private_key=accounts["relayer"]["private_key"], treasury=accounts["treasury"]["address"])
+        )
+        return contracts
 
     # ---------------------------------------------------------------- worker / api
     def _up_worker(self, previous: dict, state: dict) -> dict:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.money import Asset
+
 # anvil's well-known dev mnemonic: every key derived from it is public knowledge.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 # Account 0 of DEV_MNEMONIC: the default relayer key of local development, never elsewhere.
@@ -68,6 +70,15 @@ class Settings(BaseSettings):
                     f"set a real secret for env={self.env}"
                 )
         return self
+
+    def assets(self) -> dict[str, Asset]:
+        """The stablecoins this deployment accepts, by the code API callers write."""
+        known = {"usdc": ("TestUSDC", "USDC"), "usdt": ("TestUSDT", "USDT")}
+        return {
+            code: Asset(code=code, chain_id=self.chain_id, symbol=symbol, decimals=6, token_address=self.contracts[contract])
+            for code, (contract, symbol) in known.items()
+            if contract in self.contracts
+        }
 
     @property
     def sqlalchemy_database_url(self) -> str:

@@ -213,3 +213,39 @@ class IntentState:
         if status != previous_status:
             events.append(f"payment_intent.{status.value}")
         return events
+
+
+# ---------------------------------------------------------------------- ledger postings
+@dataclass(frozen=True)
+class LedgerMove:
+    """One transfer of a posting template: `transfer_id` is derived from the intent and the step,
+    so a retried step posts nothing twice. Account codes are those of `domain.ledger.AccountCode`."""
+
+    transfer_id: str
+    debit_code: str
+    credit_code: str
+    amount_base_units: int
+
+
+# Accounts of an intent's postings, per tenant ledger and asset:
+#   customer_deposits   confirmed tokens sitting at deposit addresses (debit balance)
+#   treasury            tokens swept to the treasury (debit balance)
+#   merchant_available  what the merchant earned, net of fees (credit balance)
+#   platform_fees       the platform's fees (credit balance)
+#   unallocated         confirmed money owed back to customers: excess, expired, late (credit balance)
+def settlement_moves(intent_id: str, settlement: Settlement) -> list[LedgerMove]:
+    """gross received → merchant, then the platform fee out of it; the merchant keeps the net."""
+    moves = [LedgerMove(f"{intent_id}/settle/gross", "customer_deposits", "merchant_available", settlement.gross_base_units)]
+    if settlement.fee_base_units:
+        moves.append(LedgerMove(f"{intent_id}/settle/fee", "merchant_available", "platform_fees", settlement.fee_base_units))
+    return moves
+
+
+def refundable_moves(intent_id: str, *, posted_before: int, total: int) -> list[LedgerMove]:
+    assert total > posted_before >= 0
+    return [LedgerMove(f"{intent_id}/refundable/{total}", "customer_deposits", "unallocated", total - posted_before)]
+
+
+def sweep_moves(intent_id: str, *, swept_before: int, total: int) -> list[LedgerMove]:
+    assert total > swept_before >= 0
+    return [LedgerMove(f"{intent_id}/sweep/{total}", "treasury", "customer_deposits", total - swept_before)]
