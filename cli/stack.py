@@ -320,37 +320,9 @@ class Stack:
     def _up_anvil(self, previous: dict) -> dict:
         if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):
             return previous
-        port = pick_port(previous.get("port"))
-        require_free(port, "anvil")
-        anvil_dir = self.state_dir / "anvil"
-        anvil_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(anvil_binary()),
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--chain-id", str(CHAIN_ID),
-            "--mnemonic", DEV_MNEMONIC,
-            "--accounts", "10",
-            "--balance", "10000",
-            # The chain survives restarts: loaded at start, dumped every few seconds and at exit.
-            "--state", str(anvil_dir / "state.json"),
-            "--state-interval", "2",
-            # Every block is its own epoch, so the `finalized` tag moves (confirmation policies use it).
-            "--slots-in-an-epoch", "1",
-        ]
-        log_path = self.logs_dir / "anvil.log"
-        process = spawn(args, log_path=log_path)
-        rpc_url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(
-                lambda: (ensure_started(process, what="anvil", log_path=log_path), _rpc_chain_id(rpc_url) == CHAIN_ID)[1],
-                timeout_s=30,
-                what="anvil to answer eth_chainId",
-            )
-        except BaseException:
-            stop_pid(process.pid)
-            raise
-        return {"pid": process.pid, "port": port, "rpc_url": rpc_url}
+        return start_anvil(
+            state_dir=self.state_dir / "anvil", log_path=self.logs_dir / "anvil.log", port=pick_port(previous.get("port"))
+        )
 
     def _ensure_contracts(self, rpc_url: str, previous: dict[str, str]) -> dict[str, str]:
         from web3 import Web3
@@ -415,6 +387,39 @@ class Stack:
 
 
 # -------------------------------------------------------------------- helpers
+def start_anvil(*, state_dir: Path | None, log_path: Path, port: int, chain_id: int = CHAIN_ID) -> dict:
+    """An anvil node on a port, its chain kept in `state_dir` (None: in memory only). Tests start
+    private ones (another chain id) for what would disturb the shared chain, such as reorgs."""
+    require_free(port, "anvil")
+    args = [
+        str(anvil_binary()),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--chain-id", str(chain_id),
+        "--mnemonic", DEV_MNEMONIC,
+        "--accounts", "10",
+        "--balance", "10000",
+        # Every block is its own epoch, so the `finalized` tag moves (confirmation policies use it).
+        "--slots-in-an-epoch", "1",
+    ]
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        # The chain survives restarts: loaded at start, dumped every few seconds and at exit.
+        args += ["--state", str(state_dir / "state.json"), "--state-interval", "2"]
+    process = spawn(args, log_path=log_path)
+    rpc_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: (ensure_started(process, what="anvil", log_path=log_path), _rpc_chain_id(rpc_url) == chain_id)[1],
+            timeout_s=30,
+            what="anvil to answer eth_chainId",
+        )
+    except BaseException:
+        stop_pid(process.pid)
+        raise
+    return {"pid": process.pid, "port": port, "rpc_url": rpc_url, "chain_id": chain_id}
+
+
 def check_toolchain() -> None:
     if sys.version_info[:2] != (3, 11):
         raise StackError(f"Settle needs Python 3.11; this is {sys.version.split()[0]}")

@@ -92,3 +92,34 @@ async def db_pool(stack):
 @pytest.fixture
 def unique_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="module")
+def private_chain(tmp_path_factory):
+    """A private anvil (its own chain id, in memory) with the tokens and the deposit factory, for
+    tests that would disturb the shared chain: reorgs, watcher cursors, nonce races."""
+    from web3 import Web3
+
+    from cli.processes import free_port, stop_pid
+    from cli.stack import dev_accounts, start_anvil
+    from contracts.deploy import deploy_test_tokens
+    from contracts.deposit import deploy_deposit_factory
+
+    chain_id = 40_000 + int(uuid.uuid4().int % 10_000)
+    log_path = tmp_path_factory.mktemp("private-chain") / "anvil.log"
+    node = start_anvil(state_dir=None, log_path=log_path, port=free_port(), chain_id=chain_id)
+    try:
+        w3 = Web3(Web3.HTTPProvider(node["rpc_url"], request_kwargs={"timeout": 10}))
+        accounts = dev_accounts()
+        contracts = deploy_test_tokens(
+            w3,
+            deployer_private_key=accounts["relayer"]["private_key"],
+            mint_to=[accounts["customer"]["address"]],
+            mint_amount_base_units=1_000_000 * 10**6,
+        )
+        contracts.update(
+            deploy_deposit_factory(w3, deployer_private_key=accounts["relayer"]["private_key"], treasury=accounts["treasury"]["address"])
+        )
+        yield {"chain_id": chain_id, "rpc_url": node["rpc_url"], "contracts": contracts, "accounts": accounts, "w3": w3}
+    finally:
+        stop_pid(node["pid"])

@@ -67,7 +67,7 @@ SCHEMA = """
             chain_id      BIGINT NOT NULL,
             tx_hash       TEXT NOT NULL,
             log_index     INTEGER NOT NULL,
-            intent_id     TEXT NOT NULL REFERENCES payment_intents (id),
+            intent_id     TEXT NOT NULL,                -- the owning workflow (no FK: the watcher serves every kind)
             token_address TEXT NOT NULL,
             sender        TEXT NOT NULL,
             amount        NUMERIC(78,0) NOT NULL CHECK (amount > 0),

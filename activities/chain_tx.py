@@ -1,0 +1,167 @@
+"""Signed chain transactions through an outbox: built, signed, persisted (raw bytes, hash, nonce),
+then broadcast. A retried activity finds the stored transaction by its step key and re-broadcasts
+the same bytes, so a step sends at most one transaction whatever happens to the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+from eth_account.signers.local import LocalAccount
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
+
+from activities.errors import ChainUnavailable
+from db.chain import get_transaction, set_transaction_status, store_signed_transaction
+
+GAS_HEADROOM_PERCENT = 25
+RECEIPT_POLL_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class SendTransactionInput:
+    idempotency_key: str  # e.g. "pi_123/sweep": one transaction per step, ever
+    to: str
+    data: str  # 0x-hex calldata
+    value_wei: int = 0
+
+
+@dataclass(frozen=True)
+class SentTransaction:
+    idempotency_key: str
+    tx_hash: str
+    nonce: int
+
+
+@dataclass(frozen=True)
+class WaitTransactionInput:
+    idempotency_key: str
+    confirmations_min: int = 1
+    wait_max_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class MinedTransaction:
+    tx_hash: str
+    block_number: int
+    succeeded: bool
+    gas_used: int
+
+
+class TransactionActivities:
+    def __init__(self, pool: asyncpg.Pool, w3: AsyncWeb3, *, relayer: LocalAccount, chain_id: int) -> None:
+        self._pool = pool
+        self._w3 = w3
+        self._relayer = relayer
+        self._chain_id = chain_id
+
+    @activity.defn
+    async def send_transaction(self, input: SendTransactionInput) -> SentTransaction:
+        stored = await get_transaction(self._pool, idempotency_key=input.idempotency_key)
+        if stored is None:
+            stored = await self._sign_and_store(input)
+        await self._broadcast(stored.raw_tx, stored.tx_hash)
+        await set_transaction_status(self._pool, idempotency_key=input.idempotency_key, status="broadcast")
+        activity.logger.info("tx %s for %s (nonce %d) broadcast", stored.tx_hash, input.idempotency_key, stored.nonce)
+        return SentTransaction(idempotency_key=input.idempotency_key, tx_hash=stored.tx_hash, nonce=stored.nonce)
+
+    @activity.defn
+    async def wait_for_transaction(self, input: WaitTransactionInput) -> MinedTransaction:
+        stored = await get_transaction(self._pool, idempotency_key=input.idempotency_key)
+        if stored is None:
+            raise ApplicationError(f"no transaction stored for {input.idempotency_key}", type="TransactionUnknown", non_retryable=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + input.wait_max_s
+        rebroadcast_at = loop.time() + input.wait_max_s / 4
+        while True:
+            activity.heartbeat()
+            try:
+                receipt = await self._w3.eth.get_transaction_receipt(stored.tx_hash)
+            except TransactionNotFound:
+                receipt = None
+            except (OSError, aiohttp.ClientError, Web3Exception) as error:
+                raise ChainUnavailable(str(error)) from error
+            if receipt is not None:
+                head = await self._w3.eth.block_number
+                if head - receipt["blockNumber"] + 1 >= input.confirmations_min:
+                    succeeded = receipt["status"] == 1
+                    await set_transaction_status(
+                        self._pool,
+                        idempotency_key=input.idempotency_key,
+                        status="confirmed" if succeeded else "failed",
+                        block_number=receipt["blockNumber"],
+                    )
+                    if not succeeded:
+                        raise ApplicationError(f"transaction {stored.tx_hash} reverted", type="TransactionReverted", non_retryable=True)
+                    return MinedTransaction(stored.tx_hash, receipt["blockNumber"], True, receipt["gasUsed"])
+            elif loop.time() > rebroadcast_at:
+                # Not mined for a while (a restarted node dropped its pool?): the same bytes again, once per call.
+                rebroadcast_at = deadline
+                await self._broadcast(stored.raw_tx, stored.tx_hash)
+            if loop.time() > deadline:
+                raise ApplicationError(f"transaction {stored.tx_hash} not mined yet", type="TransactionPending")
+            await asyncio.sleep(RECEIPT_POLL_INTERVAL_S)
+
+    async def _sign_and_store(self, input: SendTransactionInput):
+        to = AsyncWeb3.to_checksum_address(input.to)
+        try:
+            gas_estimate = await self._w3.eth.estimate_gas(
+                {"from": self._relayer.address, "to": to, "data": input.data, "value": input.value_wei}
+            )
+            latest = await self._w3.eth.get_block("latest")
+            priority_fee = await self._w3.eth.max_priority_fee
+            pending_nonce = await self._w3.eth.get_transaction_count(self._relayer.address, "pending")
+        except ContractLogicError as error:
+            raise ApplicationError(f"{input.idempotency_key} would revert: {error}", type="TransactionWouldRevert", non_retryable=True) from error
+        except (OSError, aiohttp.ClientError, Web3Exception) as error:
+            raise ChainUnavailable(str(error)) from error
+        base_fee = latest.get("baseFeePerGas", 0)
+
+        def sign(nonce: int) -> tuple[str, str]:
+            signed = self._relayer.sign_transaction(
+                {
+                    "chainId": self._chain_id,
+                    "nonce": nonce,
+                    "to": to,
+                    "data": input.data,
+                    "value": input.value_wei,
+                    "gas": gas_estimate * (100 + GAS_HEADROOM_PERCENT) // 100,
+                    "maxFeePerGas": 2 * base_fee + priority_fee,
+                    "maxPriorityFeePerGas": priority_fee,
+                    "type": 2,
+                }
+            )
+            return "0x" + signed.hash.hex().removeprefix("0x"), "0x" + signed.raw_transaction.hex().removeprefix("0x")
+
+        return await store_signed_transaction(
+            self._pool,
+            idempotency_key=input.idempotency_key,
+            chain_id=self._chain_id,
+            sender=self._relayer.address,
+            node_pending_nonce=pending_nonce,
+            sign=sign,
+        )
+
+    async def _broadcast(self, raw_tx: str, tx_hash: str) -> None:
+        try:
+            await self._w3.eth.send_raw_transaction(raw_tx)
+        except Web3RPCError as error:
+            message = str(error).lower()
+            # The same bytes are already pending or mined: that is success for an outbox.
+            if "already known" in message or "already imported" in message:
+                return
+            if "nonce too low" in message:
+                try:
+                    await self._w3.eth.get_transaction(tx_hash)
+                    return
+                except TransactionNotFound:
+                    raise ApplicationError(
+                        f"nonce of {tx_hash} was used by another transaction", type="NonceConflict", non_retryable=True
+                    ) from error
+            raise ChainUnavailable(str(error)) from error
+        except (OSError, aiohttp.ClientError, Web3Exception) as error:
+            raise ChainUnavailable(str(error)) from error

@@ -1,0 +1,228 @@
+"""The chain watcher's activity: a long poll over one chain.
+
+Each pass: check the newest stored block hash against the node (a reorg rewinds to the common
+ancestor and tells the owning intents which blocks were orphaned), read ERC-20 `Transfer` logs of
+the watched tokens with ranged `eth_getLogs`, match their recipients against deposit addresses,
+store the payments, signal the owning intent workflows, and only then advance the cursor. A crash
+anywhere repeats a pass (signals are idempotent at the receiver); it never skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+
+import aiohttp
+import asyncpg
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from web3 import AsyncWeb3
+from web3.exceptions import Web3Exception
+
+from activities.errors import ChainUnavailable
+from db import chain as chain_db
+
+# keccak256("Transfer(address,address,uint256)")
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+SIGNAL_PAYMENT_OBSERVED = "payment_observed"
+SIGNAL_BLOCK_ORPHANED = "block_orphaned"
+SIGNAL_HEAD_ADVANCED = "head_advanced"
+
+
+@dataclass(frozen=True)
+class WatchChainInput:
+    chain_id: int
+    token_addresses: list[str]
+    run_for_s: float = 60.0
+    poll_interval_s: float = 0.2
+    blocks_per_pass_max: int = 500
+    reorg_depth_max: int = 64
+    start_block: int | None = None  # where a chain with no cursor starts; None: the current head
+
+
+@dataclass
+class WatchChainResult:
+    next_block: int
+    passes: int = 0
+    payments_seen: int = 0
+    reorgs: int = 0
+    signals_sent: int = 0
+
+
+@dataclass(frozen=True)
+class PaymentSignal:
+    """What an intent workflow receives for each matched transfer."""
+
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    token_address: str
+    sender: str
+    amount_base_units: int
+    block_number: int
+    block_hash: str
+    head_block_number: int
+
+
+@dataclass(frozen=True)
+class OrphanSignal:
+    block_hash: str
+
+
+@dataclass(frozen=True)
+class HeadSignal:
+    head_block_number: int
+
+
+class ChainWatcherActivities:
+    def __init__(self, pool: asyncpg.Pool, w3: AsyncWeb3, temporal: Client) -> None:
+        self._pool = pool
+        self._w3 = w3
+        self._temporal = temporal
+
+    @activity.defn
+    async def watch_chain(self, input: WatchChainInput) -> WatchChainResult:
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + input.run_for_s
+        cursor = await chain_db.get_cursor(self._pool, chain_id=input.chain_id)
+        if cursor is None:
+            cursor = input.start_block if input.start_block is not None else await self._call(self._w3.eth.block_number)
+            await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=cursor)
+        result = WatchChainResult(next_block=cursor)
+        last_head_told = -1
+        while loop.time() < stop_at:
+            activity.heartbeat(asdict(result))
+            result.passes += 1
+            head = await self._call(self._w3.eth.block_number)
+            cursor = await self._rewind_on_reorg(input, cursor, result)
+            if cursor <= head:
+                to_block = min(head, cursor + input.blocks_per_pass_max - 1)
+                if await self._scan(input, cursor, to_block, head, result):
+                    cursor = to_block + 1
+                    await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=cursor)
+                    result.next_block = cursor
+                continue
+            if head != last_head_told:
+                for intent_id in await chain_db.intents_confirming(self._pool, chain_id=input.chain_id):
+                    await self._signal(intent_id, SIGNAL_HEAD_ADVANCED, HeadSignal(head), result)
+                last_head_told = head
+            await asyncio.sleep(input.poll_interval_s)
+        return result
+
+    async def _scan(self, input: WatchChainInput, from_block: int, to_block: int, head: int, result: WatchChainResult) -> bool:
+        """One range: logs, block hashes, payments, signals. False when the chain moved under us."""
+        logs = await self._call(
+            self._w3.eth.get_logs(
+                {
+                    "fromBlock": from_block,
+                    "toBlock": to_block,
+                    "address": [AsyncWeb3.to_checksum_address(a) for a in input.token_addresses],
+                    "topics": [TRANSFER_TOPIC],
+                }
+            )
+        )
+        # Hashes of the newest blocks of the range, kept to see a reorg later.
+        hashes_from = max(from_block, to_block - input.reorg_depth_max + 1)
+        blocks = []
+        for number in range(hashes_from, to_block + 1):
+            block = await self._call(self._w3.eth.get_block(number))
+            blocks.append((number, _hex(block["hash"]), _hex(block["parentHash"])))
+        block_hash_by_number = {number: block_hash for number, block_hash, _ in blocks}
+        for log in logs:
+            number = log["blockNumber"]
+            if number in block_hash_by_number and _hex(log["blockHash"]) != block_hash_by_number[number]:
+                return False  # a reorg between the two reads: do the range again
+        transfers = [log for log in logs if len(log["topics"]) == 3]
+        recipients = ["0x" + _hex(log["topics"][2])[-40:] for log in transfers]
+        deposits = await chain_db.match_deposit_addresses(self._pool, chain_id=input.chain_id, addresses=recipients)
+        payments = []
+        for log, recipient in zip(transfers, recipients):
+            deposit = deposits.get(recipient.lower())
+            token = log["address"].lower()
+            if deposit is None or deposit.token_address != token:
+                continue
+            amount = int.from_bytes(bytes(log["data"]), "big")
+            if amount == 0:
+                continue
+            payments.append(
+                chain_db.ObservedPayment(
+                    chain_id=input.chain_id,
+                    tx_hash=_hex(log["transactionHash"]),
+                    log_index=log["logIndex"],
+                    intent_id=deposit.intent_id,
+                    token_address=token,
+                    sender="0x" + _hex(log["topics"][1])[-40:],
+                    amount_base_units=amount,
+                    block_number=log["blockNumber"],
+                    block_hash=_hex(log["blockHash"]),
+                )
+            )
+        await chain_db.record_payments(self._pool, payments=payments)
+        await chain_db.store_block_hashes(self._pool, chain_id=input.chain_id, blocks=blocks)
+        for payment in payments:
+            signal = PaymentSignal(
+                chain_id=payment.chain_id,
+                tx_hash=payment.tx_hash,
+                log_index=payment.log_index,
+                token_address=payment.token_address,
+                sender=payment.sender,
+                amount_base_units=payment.amount_base_units,
+                block_number=payment.block_number,
+                block_hash=payment.block_hash,
+                head_block_number=head,
+            )
+            if not await self._signal(payment.intent_id, SIGNAL_PAYMENT_OBSERVED, signal, result):
+                # The intent's workflow is closed: the payment is late; stored, evented by the intent's record.
+                await chain_db.mark_payment_late(self._pool, chain_id=payment.chain_id, tx_hash=payment.tx_hash, log_index=payment.log_index)
+                activity.logger.warning("late payment %s:%d to closed intent %s", payment.tx_hash, payment.log_index, payment.intent_id)
+        result.payments_seen += len(payments)
+        return True
+
+    async def _rewind_on_reorg(self, input: WatchChainInput, cursor: int, result: WatchChainResult) -> int:
+        newest = cursor - 1
+        if newest < 0:
+            return cursor
+        oldest = max(0, newest - input.reorg_depth_max + 1)
+        stored = await chain_db.stored_block_hashes(self._pool, chain_id=input.chain_id, from_block=oldest, to_block=newest)
+        if newest not in stored:
+            return cursor
+        if _hex((await self._call(self._w3.eth.get_block(newest)))["hash"]) == stored[newest]:
+            return cursor
+        ancestor = oldest - 1
+        for number in range(newest - 1, oldest - 1, -1):
+            if number in stored and _hex((await self._call(self._w3.eth.get_block(number)))["hash"]) == stored[number]:
+                ancestor = number
+                break
+        orphaned_hashes = await chain_db.forget_blocks_after(self._pool, chain_id=input.chain_id, block_number=ancestor)
+        for intent_id, block_hash in await chain_db.orphan_payments(self._pool, chain_id=input.chain_id, block_hashes=orphaned_hashes):
+            await self._signal(intent_id, SIGNAL_BLOCK_ORPHANED, OrphanSignal(block_hash), result)
+        # The cursor moves back only after the intents were told, so a crash here tells them again.
+        await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=ancestor + 1)
+        result.reorgs += 1
+        result.next_block = ancestor + 1
+        activity.logger.warning("reorg on chain %d: rewound from block %d to %d", input.chain_id, newest, ancestor)
+        return ancestor + 1
+
+    async def _signal(self, workflow_id: str, signal: str, payload: object, result: WatchChainResult) -> bool:
+        """Signal an intent; False if its workflow is closed or unknown."""
+        try:
+            await self._temporal.get_workflow_handle(workflow_id).signal(signal, payload)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        result.signals_sent += 1
+        return True
+
+    async def _call(self, awaitable):
+        try:
+            return await awaitable
+        except (OSError, asyncio.TimeoutError, aiohttp.ClientError, Web3Exception) as error:
+            raise ChainUnavailable(str(error)) from error
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, str):
+        return value.lower() if value.startswith("0x") else "0x" + value.lower()
+    return "0x" + bytes(value).hex()
