@@ -1,4 +1,4 @@
-"""The `settle` command: `up [--json]`, `down`, `status`, `demo`."""
+"""The `settle` command: `up [--json]`, `down`, `status`, `demo`, `tenants create`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import sys
 
 from cli.processes import StackError
+from cli.tenants import add_tenants_parser
 
 
 def _print_description(description: dict) -> None:
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="describe the running stack")
     status.add_argument("--json", action="store_true")
     commands.add_parser("demo", help="tell the story against the running stack")
+    add_tenants_parser(commands)
     args = parser.parse_args(argv)
 
     from cli.stack import Stack
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             from cli.demo import run_demo
 
             asyncio.run(run_demo(stack.describe()))
+        elif args.command == "tenants":
+            from cli.tenants import run_tenants
+
+            return run_tenants(args)
     except StackError as error:
         print(f"settle {args.command}: {error}", file=sys.stderr)
         return 1

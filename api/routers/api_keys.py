@@ -1,0 +1,97 @@
+"""A tenant's API keys: create restricted and publishable keys, list them (never their
+secrets), rotate with an overlap window, revoke. Every change is audited."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Body, Path, Query, Request
+
+from api.auth import Principal, tenant_key
+from api.config import TIER_WRITE, ApiSettings
+from api.idempotency import Idempotency
+from api.pagination import PageParams
+from api.routing import settle_router
+from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead, ApiKeyRotate, ApiKeyRotation
+from db.api_keys import create_api_key, get_api_key, list_api_keys, revoke_api_key, rotate_api_key
+from domain.tenants import (
+    OBJECT_ID_LENGTH_MAX,
+    OBJECT_ID_PATTERN,
+    ApiKeyStatus,
+    ApiKeyType,
+    KeyMode,
+    Scope,
+    scopes_for_new_key,
+)
+
+router = settle_router(prefix="/v1/api_keys", tags=["api keys"])
+
+KeysRead = Annotated[Principal, tenant_key(Scope.API_KEYS_READ)]
+KeysWrite = Annotated[Principal, tenant_key(Scope.API_KEYS_WRITE)]
+KeyId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="An API key id, `key_...`.")]
+
+
+@router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create a restricted or publishable key")
+async def create_key(request: Request, principal: KeysWrite, idempotency: Idempotency, body: ApiKeyCreate) -> ApiKeyCreated:
+    assert principal.tenant_id is not None
+    key_type = ApiKeyType(body.type)
+    scopes = scopes_for_new_key(key_type=key_type, requested=body.scopes, held_by_creator=principal.scopes)
+    created = await create_api_key(
+        request.app.state.pool,
+        tenant_id=principal.tenant_id,
+        key_type=key_type,
+        name=body.name,
+        scopes=scopes,
+        mode=KeyMode.LIVE if principal.livemode else KeyMode.TEST,
+        actor=principal.actor(request),
+    )
+    return ApiKeyCreated.of_created(created)
+
+
+@router.get("", response_model=ApiKeyList, summary="List the tenant's keys")
+async def list_keys(
+    request: Request,
+    principal: KeysRead,
+    page: PageParams,
+    status: Annotated[ApiKeyStatus | None, Query(description="Only keys in this status.")] = None,
+    type: Annotated[ApiKeyType | None, Query(description="Only keys of this type.")] = None,
+) -> ApiKeyList:
+    assert principal.tenant_id is not None
+    result = await list_api_keys(request.app.state.pool, tenant_id=principal.tenant_id, page=page, status=status, key_type=type)
+    return ApiKeyList.of(result, url="/v1/api_keys", item=ApiKeyRead.of)
+
+
+@router.get("/{key_id}", response_model=ApiKeyRead, summary="Retrieve a key (never its secret)")
+async def retrieve_key(request: Request, principal: KeysRead, key_id: KeyId) -> ApiKeyRead:
+    assert principal.tenant_id is not None
+    return ApiKeyRead.of(await get_api_key(request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id))
+
+
+@router.post("/{key_id}/rotate", response_model=ApiKeyRotation, summary="Rotate a key: a new secret, the old one valid until the overlap ends")
+async def rotate_key(
+    request: Request,
+    principal: KeysWrite,
+    idempotency: Idempotency,
+    key_id: KeyId,
+    body: Annotated[ApiKeyRotate | None, Body()] = None,
+) -> ApiKeyRotation:
+    assert principal.tenant_id is not None
+    api_settings: ApiSettings = request.app.state.api_settings
+    overlap_s = body.expires_in_s if body is not None and body.expires_in_s is not None else api_settings.key_rotation_overlap_s
+    created, previous = await rotate_api_key(
+        request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id, overlap_s=overlap_s, actor=principal.actor(request)
+    )
+    return ApiKeyRotation(api_key=ApiKeyCreated.of_created(created), previous_api_key=ApiKeyRead.of(previous))
+
+
+@router.post(
+    "/{key_id}/revoke",
+    response_model=ApiKeyRead,
+    summary="Revoke a key now",
+    openapi_extra={"x-rate-limit-tier": TIER_WRITE},
+)
+async def revoke_key(request: Request, principal: KeysWrite, idempotency: Idempotency, key_id: KeyId) -> ApiKeyRead:
+    assert principal.tenant_id is not None
+    return ApiKeyRead.of(
+        await revoke_api_key(request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id, actor=principal.actor(request))
+    )

@@ -1,0 +1,78 @@
+"""Tenants. The platform admin creates and reads them (`/v1/tenants`); a tenant reads and
+changes its own settings (`/v1/tenant`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query, Request
+
+from api.auth import PLATFORM_ADMIN, Principal, tenant_key
+from api.config import TIER_WRITE
+from api.idempotency import Idempotency
+from api.pagination import PageParams
+from api.routing import settle_router
+from api.schemas import ApiKeyCreated, TenantCreate, TenantCreated, TenantList, TenantRead, TenantUpdate
+from db.tenants import create_tenant_with_first_key, get_tenant, list_tenants, update_tenant_settings
+from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope, TenantKind, TenantStatus, key_mode_for_env
+
+platform_router = settle_router(prefix="/v1/tenants", tags=["tenants (platform admin)"])
+tenant_router = settle_router(prefix="/v1/tenant", tags=["tenant"])
+
+PlatformAdmin = Annotated[Principal, PLATFORM_ADMIN]
+TenantId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="A tenant id, `ten_...`.")]
+
+
+@platform_router.post("", status_code=201, response_model=TenantCreated, summary="Create a tenant and its first secret key")
+async def create_tenant(request: Request, principal: PlatformAdmin, idempotency: Idempotency, body: TenantCreate) -> TenantCreated:
+    tenant, created = await create_tenant_with_first_key(
+        request.app.state.pool,
+        kind=body.kind,
+        name=body.name,
+        mode=key_mode_for_env(request.app.state.settings.env),
+        actor=principal.actor(request),
+        fee_bps=body.fee_bps,
+        payout_addresses=[value.model_dump(mode="json") for value in body.payout_addresses],
+        confirmation_policy=body.confirmation_policy.model_dump(mode="json") if body.confirmation_policy else None,
+        approvers=[value.model_dump(mode="json") for value in body.approvers],
+    )
+    return TenantCreated(**TenantRead.of(tenant).model_dump(), api_key=ApiKeyCreated.of_created(created))
+
+
+@platform_router.get("", response_model=TenantList, summary="List tenants")
+async def list_all_tenants(
+    request: Request,
+    principal: PlatformAdmin,
+    page: PageParams,
+    kind: Annotated[TenantKind | None, Query(description="Only tenants of this kind.")] = None,
+    status: Annotated[TenantStatus | None, Query(description="Only tenants in this status.")] = None,
+) -> TenantList:
+    result = await list_tenants(request.app.state.pool, page=page, kind=kind, status=status)
+    return TenantList.of(result, url="/v1/tenants", item=TenantRead.of)
+
+
+@platform_router.get("/{tenant_id}", response_model=TenantRead, summary="Retrieve a tenant")
+async def retrieve_tenant(request: Request, principal: PlatformAdmin, tenant_id: TenantId) -> TenantRead:
+    return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=tenant_id))
+
+
+@tenant_router.get("", response_model=TenantRead, summary="Retrieve the calling tenant's settings")
+async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_READ)]) -> TenantRead:
+    assert principal.tenant_id is not None
+    return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id))
+
+
+@tenant_router.patch(
+    "",
+    response_model=TenantRead,
+    summary="Change the calling tenant's settings (audited)",
+    openapi_extra={"x-rate-limit-tier": TIER_WRITE},
+)
+async def update_own_tenant(
+    request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_WRITE)], body: TenantUpdate
+) -> TenantRead:
+    assert principal.tenant_id is not None
+    tenant = await update_tenant_settings(
+        request.app.state.pool, tenant_id=principal.tenant_id, changes=body.changes(), actor=principal.actor(request)
+    )
+    return TenantRead.of(tenant)

@@ -1,0 +1,253 @@
+"""Every `/v1` route, with what the convention tests need to call it: who may call it, the scope it
+needs, a valid call for a tenant, and what another tenant must (not) see through it.
+
+A new route fails `test_every_route_is_registered` until it is described here; then every
+convention test (auth, scopes, errors, request ids, idempotency, rate limits, isolation) runs
+against it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Literal
+
+import httpx
+
+from tests.api.conftest import TenantHandle, create_key
+
+NO_BODY = object()
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    json: Any = NO_BODY
+    params: dict[str, Any] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.json is not NO_BODY:
+            kwargs["json"] = self.json
+        if self.params:
+            kwargs["params"] = self.params
+        return kwargs
+
+
+async def send(client: httpx.AsyncClient, call: Call, headers: dict[str, str] | None = None) -> httpx.Response:
+    return await client.request(call.method, call.path, headers=headers or {}, **call.kwargs())
+
+
+@dataclass
+class World:
+    """Two tenants and a platform admin, for walking routes."""
+
+    client: httpx.AsyncClient
+    admin_headers: dict[str, str]
+    owner: TenantHandle
+    intruder: TenantHandle
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    method: str
+    path: str
+    auth: Literal["platform", "tenant"]
+    scope: str | None
+    # A call `owner` may make that succeeds (objects it needs are created on the way).
+    valid_call: Callable[[World], Awaitable[Call]]
+    success_status: int
+    # A call with bad input that must be a 400, if the route takes input.
+    invalid_call: Callable[[World], Awaitable[Call]] | None = None
+    # The isolation check: `intruder` walks `owner`'s objects through this route.
+    isolation: Callable[[World], Awaitable[None]] | None = None
+    list_route: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+async def _fresh_key(world: World, *, scopes: list[str] | None = None) -> dict[str, Any]:
+    return await create_key(world.client, world.owner, scopes=scopes or ["payment_intents:read"], name="walk")
+
+
+def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
+    return response.json()
+
+
+# ---------------------------------------------------------------------------- valid calls
+async def _create_tenant_call(world: World) -> Call:
+    return Call("POST", "/v1/tenants", json={"kind": "merchant", "name": "Walked merchant"})
+
+
+async def _list_tenants_call(world: World) -> Call:
+    return Call("GET", "/v1/tenants", params={"limit": 3})
+
+
+async def _get_tenant_call(world: World) -> Call:
+    return Call("GET", f"/v1/tenants/{world.owner.id}")
+
+
+async def _get_own_tenant_call(world: World) -> Call:
+    return Call("GET", "/v1/tenant")
+
+
+async def _patch_own_tenant_call(world: World) -> Call:
+    return Call("PATCH", "/v1/tenant", json={"fee_bps": 125})
+
+
+async def _create_key_call(world: World) -> Call:
+    # Publishable: any key that may write keys may create one (no scopes to out-grant).
+    return Call("POST", "/v1/api_keys", json={"name": "walk", "type": "publishable"})
+
+
+async def _list_keys_call(world: World) -> Call:
+    return Call("GET", "/v1/api_keys", params={"limit": 5})
+
+
+async def _get_key_call(world: World) -> Call:
+    return Call("GET", f"/v1/api_keys/{world.owner.key_id}")
+
+
+async def _rotate_key_call(world: World) -> Call:
+    key = await _fresh_key(world)
+    return Call("POST", f"/v1/api_keys/{key['id']}/rotate", json={"expires_in_s": 60})
+
+
+async def _revoke_key_call(world: World) -> Call:
+    key = await _fresh_key(world)
+    return Call("POST", f"/v1/api_keys/{key['id']}/revoke")
+
+
+async def _list_audit_call(world: World) -> Call:
+    return Call("GET", "/v1/audit_events", params={"limit": 5})
+
+
+# ---------------------------------------------------------------------------- invalid calls
+async def _bad_page(path: str) -> Call:
+    return Call("GET", path, params={"limit": 101})
+
+
+async def _create_tenant_invalid(world: World) -> Call:
+    return Call("POST", "/v1/tenants", json={"kind": "bank", "name": "x"})
+
+
+async def _patch_invalid(world: World) -> Call:
+    return Call("PATCH", "/v1/tenant", json={"fee_bps": 10_001})
+
+
+async def _create_key_invalid(world: World) -> Call:
+    return Call("POST", "/v1/api_keys", json={"name": "x", "scopes": ["everything:always"]})
+
+
+async def _rotate_invalid(world: World) -> Call:
+    return Call("POST", f"/v1/api_keys/{world.owner.key_id}/rotate", json={"expires_in_s": -1})
+
+
+async def _revoke_invalid(world: World) -> Call:
+    return Call("POST", "/v1/api_keys/not-an-id!/revoke")
+
+
+async def _get_key_invalid(world: World) -> Call:
+    return Call("GET", "/v1/api_keys/%00")
+
+
+async def _get_tenant_invalid(world: World) -> Call:
+    return Call("GET", "/v1/tenants/ten_%27%3B--")
+
+
+# ---------------------------------------------------------------------------- isolation
+async def _platform_only(world: World, call: Call) -> None:
+    for handle in (world.owner, world.intruder):
+        body = _expect(await send(world.client, call, handle.headers), 403)
+        assert body["error"]["code"] == "platform_admin_required"
+
+
+async def _isolation_create_tenant(world: World) -> None:
+    await _platform_only(world, await _create_tenant_call(world))
+
+
+async def _isolation_list_tenants(world: World) -> None:
+    await _platform_only(world, await _list_tenants_call(world))
+
+
+async def _isolation_get_tenant(world: World) -> None:
+    await _platform_only(world, await _get_tenant_call(world))
+
+
+async def _isolation_own_tenant(world: World) -> None:
+    body = _expect(await world.client.get("/v1/tenant", headers=world.intruder.headers), 200)
+    assert body["id"] == world.intruder.id
+
+
+async def _isolation_patch_tenant(world: World) -> None:
+    before = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
+    body = _expect(await world.client.patch("/v1/tenant", json={"fee_bps": 777}, headers=world.intruder.headers), 200)
+    assert body["id"] == world.intruder.id
+    after = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
+    assert after["fee_bps"] == before["fee_bps"] != 777
+
+
+async def _isolation_create_key(world: World) -> None:
+    created = _expect(
+        await world.client.post("/v1/api_keys", json={"name": "intruder's", "scopes": ["tenant:read"]}, headers=world.intruder.headers), 201
+    )
+    # The new key speaks for the intruder, never for the owner.
+    me = _expect(await world.client.get("/v1/tenant", headers={"Authorization": f"Bearer {created['secret']}"}), 200)
+    assert me["id"] == world.intruder.id
+    _expect(await world.client.get(f"/v1/api_keys/{created['id']}", headers=world.owner.headers), 404)
+
+
+async def _isolation_list_keys(world: World) -> None:
+    owner_keys = {key["id"] for key in _expect(await world.client.get("/v1/api_keys", params={"limit": 100}, headers=world.owner.headers), 200)["data"]}
+    intruder_keys = {key["id"] for key in _expect(await world.client.get("/v1/api_keys", params={"limit": 100}, headers=world.intruder.headers), 200)["data"]}
+    assert owner_keys and intruder_keys and not owner_keys & intruder_keys
+    # Another tenant's object as a cursor is "no such object", like one that does not exist.
+    body = _expect(await world.client.get("/v1/api_keys", params={"starting_after": world.owner.key_id}, headers=world.intruder.headers), 400)
+    assert body["error"]["code"] == "resource_missing" and body["error"]["param"] == "starting_after"
+
+
+async def _isolation_get_key(world: World) -> None:
+    body = _expect(await world.client.get(f"/v1/api_keys/{world.owner.key_id}", headers=world.intruder.headers), 404)
+    assert body["error"]["code"] == "resource_missing"
+
+
+async def _isolation_rotate_key(world: World) -> None:
+    _expect(await world.client.post(f"/v1/api_keys/{world.owner.key_id}/rotate", json={}, headers=world.intruder.headers), 404)
+    key = _expect(await world.client.get(f"/v1/api_keys/{world.owner.key_id}", headers=world.owner.headers), 200)
+    assert key["status"] == "active" and key["rotated_to"] is None
+
+
+async def _isolation_revoke_key(world: World) -> None:
+    _expect(await world.client.post(f"/v1/api_keys/{world.owner.key_id}/revoke", headers=world.intruder.headers), 404)
+    key = _expect(await world.client.get(f"/v1/api_keys/{world.owner.key_id}", headers=world.owner.headers), 200)
+    assert key["status"] == "active"
+
+
+async def _isolation_audit(world: World) -> None:
+    owner_events = _expect(await world.client.get("/v1/audit_events", params={"limit": 100}, headers=world.owner.headers), 200)["data"]
+    assert owner_events
+    intruder_events = _expect(await world.client.get("/v1/audit_events", params={"limit": 100}, headers=world.intruder.headers), 200)["data"]
+    assert not {event["id"] for event in owner_events} & {event["id"] for event in intruder_events}
+    filtered = _expect(
+        await world.client.get("/v1/audit_events", params={"object_id": world.owner.key_id}, headers=world.intruder.headers), 200
+    )
+    assert filtered["data"] == []
+
+
+ROUTES: list[RouteCase] = [
+    RouteCase("POST", "/v1/tenants", "platform", None, _create_tenant_call, 201, _create_tenant_invalid, _isolation_create_tenant),
+    RouteCase("GET", "/v1/tenants", "platform", None, _list_tenants_call, 200, lambda world: _bad_page("/v1/tenants"), _isolation_list_tenants, list_route=True),
+    RouteCase("GET", "/v1/tenants/{tenant_id}", "platform", None, _get_tenant_call, 200, _get_tenant_invalid, _isolation_get_tenant),
+    RouteCase("GET", "/v1/tenant", "tenant", "tenant:read", _get_own_tenant_call, 200, None, _isolation_own_tenant),
+    RouteCase("PATCH", "/v1/tenant", "tenant", "tenant:write", _patch_own_tenant_call, 200, _patch_invalid, _isolation_patch_tenant),
+    RouteCase("POST", "/v1/api_keys", "tenant", "api_keys:write", _create_key_call, 201, _create_key_invalid, _isolation_create_key),
+    RouteCase("GET", "/v1/api_keys", "tenant", "api_keys:read", _list_keys_call, 200, lambda world: _bad_page("/v1/api_keys"), _isolation_list_keys, list_route=True),
+    RouteCase("GET", "/v1/api_keys/{key_id}", "tenant", "api_keys:read", _get_key_call, 200, _get_key_invalid, _isolation_get_key),
+    RouteCase("POST", "/v1/api_keys/{key_id}/rotate", "tenant", "api_keys:write", _rotate_key_call, 200, _rotate_invalid, _isolation_rotate_key),
+    RouteCase("POST", "/v1/api_keys/{key_id}/revoke", "tenant", "api_keys:write", _revoke_key_call, 200, _revoke_invalid, _isolation_revoke_key),
+    RouteCase("GET", "/v1/audit_events", "tenant", "audit_events:read", _list_audit_call, 200, lambda world: _bad_page("/v1/audit_events"), _isolation_audit, list_route=True),
+]
+ROUTES_BY_ID = {case.id: case for case in ROUTES}
