@@ -181,6 +181,8 @@ class Stack:
             metrics_urls["temporal_server"] = f"http://127.0.0.1:{temporal['metrics_port']}/metrics"
         if worker.get("metrics_port"):
             metrics_urls["worker"] = f"http://127.0.0.1:{worker['metrics_port']}/metrics"
+        if worker.get("app_metrics_port"):
+            metrics_urls["worker_app"] = f"http://127.0.0.1:{worker['app_metrics_port']}/metrics"
         if api.get("port"):
             metrics_urls["api"] = f"http://127.0.0.1:{api['port']}/metrics"
         return {
@@ -350,8 +352,10 @@ class Stack:
         if previous.get("pid") and pid_alive(previous["pid"]):
             return previous
         metrics_port = pick_port(previous.get("metrics_port"))
+        app_metrics_port = pick_port(previous.get("app_metrics_port"))
         env = self.service_env(state)
         env["SETTLE_WORKER_METRICS_PORT"] = str(metrics_port)
+        env["SETTLE_WORKER_APP_METRICS_PORT"] = str(app_metrics_port)
         log_path = self.logs_dir / "worker.log"
         marker = _log_size(log_path)
         process = spawn([sys.executable, "-m", "worker"], log_path=log_path, env=env, cwd=PROJECT_ROOT)
@@ -364,7 +368,7 @@ class Stack:
         except BaseException:
             stop_pid(process.pid)
             raise
-        return {"pid": process.pid, "metrics_port": metrics_port}
+        return {"pid": process.pid, "metrics_port": metrics_port, "app_metrics_port": app_metrics_port}
 
     def _up_api(self, previous: dict, state: dict) -> dict:
         if previous.get("pid") and pid_alive(previous["pid"]) and port_accepts(previous.get("port", 0)):

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr = SecretStr(DEV_ADMIN_API_KEY)
     # name -> address, as JSON in SETTLE_CONTRACTS.
     contracts: dict[str, str] = Field(default_factory=dict)
-    worker_metrics_port: int | None = None
+    worker_metrics_port: int | None = None  # Temporal SDK metrics of the worker
+    worker_app_metrics_port: int | None = None  # Settle's own metrics (prometheus_client) of the worker
     log_level: str = "INFO"
 
     @field_validator("contracts", mode="before")

@@ -215,6 +215,59 @@ class IntentState:
         return events
 
 
+# ---------------------------------------------------------------------- workflow models
+# The workflow's input and views live here, with the rules, so activities and the API share them
+# without importing the workflow module.
+@dataclass
+class PaymentIntentInput:
+    intent_id: str
+    tenant_id: str
+    ledger_id: str
+    chain_id: int
+    asset: str  # "usdc" / "usdt"
+    asset_key: str  # ledger asset, e.g. "evm:31337:usdc"
+    token_address: str
+    decimals: int
+    amount_base_units: int
+    fee_bps: int
+    confirmations_required: int
+    expires_at: str  # ISO 8601, UTC
+    client_secret_hash: str
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    success_url: str | None = None
+    cancel_url: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class PaymentView:
+    tx_hash: str
+    log_index: int
+    amount: str
+    block_number: int
+    block_hash: str
+    confirmations: int
+    orphaned: bool
+    late: bool
+
+
+@dataclass
+class PaymentIntentView:
+    id: str
+    status: str
+    amount: str
+    amount_received: str
+    amount_remaining: str
+    amount_refundable: str
+    fee: str | None
+    net: str | None
+    confirmations_required: int
+    deposit_address: str
+    payments: list[PaymentView]
+    amount_swept: str
+
+
 # ---------------------------------------------------------------------- ledger postings
 @dataclass(frozen=True)
 class LedgerMove:

@@ -11,32 +11,67 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+import httpx
+import prometheus_client
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from activities.chain import ChainActivities
+from activities.chain_tx import TransactionActivities
+from activities.chain_watcher import ChainWatcherActivities
 from activities.hello import HelloActivities
+from activities.payment_intents import PaymentIntentActivities
+from activities.webhook_settings import get_webhook_settings
+from activities.webhooks import create_webhook_http_client, webhook_activities
+from db.ledger_store import LedgerStore
 from db.pool import create_pool
 from db.settings import Settings, get_settings
+from workflows.chain_watcher_workflow import ChainWatcherInput, ChainWatcherWorkflow, watcher_workflow_id
+from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dispatcher
 from workflows.hello_workflow import HelloWorkflow
+from workflows.payment_intent_workflow import PaymentIntentWorkflow
+from workflows.search_attributes import search_attributes
 
 logger = logging.getLogger("settle.worker")
 
-WORKFLOWS = [HelloWorkflow]
+WORKFLOWS = [HelloWorkflow, ChainWatcherWorkflow, PaymentIntentWorkflow, *WEBHOOK_WORKFLOWS]
 
 
 @dataclass
 class WorkerClients:
+    """What activities need, built once per worker process."""
+
+    temporal: Client
     pool: asyncpg.Pool
     w3: AsyncWeb3
+    ledger: LedgerStore
+    relayer: LocalAccount
+    webhook_http: httpx.AsyncClient
 
 
 def activities_for(clients: WorkerClients, settings: Settings) -> list:
     chain = ChainActivities(clients.w3, chain_id=settings.chain_id)
     hello = HelloActivities(clients.pool)
-    return [chain.read_chain_head, hello.record_hello_run]
+    watcher = ChainWatcherActivities(clients.pool, clients.w3, clients.temporal)
+    transactions = TransactionActivities(clients.pool, clients.w3, relayer=clients.relayer, chain_id=settings.chain_id)
+    activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
+                  transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
+    if "DepositFactory" in settings.contracts:
+        intents = PaymentIntentActivities(
+            clients.pool,
+            clients.ledger,
+            chain_id=settings.chain_id,
+            deposit_factory=settings.contracts["DepositFactory"],
+            deposit_implementation=settings.contracts["DepositForwarder"],
+        )
+        activities += [intents.assign_deposit_address, intents.record_payment_intent, intents.post_intent_ledger,
+                       intents.build_sweep_call]
+    return activities
 
 
 def build_worker(client: Client, clients: WorkerClients, settings: Settings, *, task_queue: str | None = None) -> Worker:
@@ -49,11 +84,33 @@ def build_worker(client: Client, clients: WorkerClients, settings: Settings, *, 
     )
 
 
-async def open_clients(settings: Settings, stack: AsyncExitStack) -> WorkerClients:
-    pool = await create_pool(settings.database_url)
+async def open_clients(client: Client, settings: Settings, stack: AsyncExitStack, *, rpc_url: str | None = None) -> WorkerClients:
+    pool = await create_pool(settings.database_url, size_max=20)
     stack.push_async_callback(pool.close)
-    w3 = AsyncWeb3(AsyncHTTPProvider(settings.rpc_url, request_kwargs={"timeout": 10}))
-    return WorkerClients(pool=pool, w3=w3)
+    ledger = LedgerStore(pool)
+    stack.push_async_callback(ledger.close)
+    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url or settings.rpc_url, request_kwargs={"timeout": 10}))
+    relayer = Account.from_key(settings.relayer_private_key.get_secret_value())
+    # Only this client may deliver webhooks: its transport checks every resolved address (SSRF).
+    webhook_http = create_webhook_http_client(get_webhook_settings())
+    stack.push_async_callback(webhook_http.aclose)
+    return WorkerClients(temporal=client, pool=pool, w3=w3, ledger=ledger, relayer=relayer, webhook_http=webhook_http)
+
+
+async def ensure_chain_watcher(client: Client, settings: Settings, *, task_queue: str | None = None) -> None:
+    """One watcher per chain; starting it again while it runs is a no-op."""
+    tokens = [asset.token_address for asset in settings.assets().values() if asset.token_address]
+    if not tokens:
+        logger.warning("no tokens configured: the chain watcher is not started")
+        return
+    await client.start_workflow(
+        ChainWatcherWorkflow.run,
+        ChainWatcherInput(chain_id=settings.chain_id, token_addresses=tokens),
+        id=watcher_workflow_id(settings.chain_id),
+        task_queue=task_queue or settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search_attributes(kind="chain_watcher"),
+    )
 
 
 async def run(settings: Settings) -> None:
@@ -62,15 +119,19 @@ async def run(settings: Settings) -> None:
         runtime = Runtime(
             telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}"))
         )
+    if settings.worker_app_metrics_port:
+        prometheus_client.start_http_server(settings.worker_app_metrics_port, addr="127.0.0.1")
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime)
     async with AsyncExitStack() as stack:
-        clients = await open_clients(settings, stack)
+        clients = await open_clients(client, settings, stack)
         worker = build_worker(client, clients, settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with worker:
+            await ensure_chain_watcher(client, settings)
+            await start_event_dispatcher(client, task_queue=settings.task_queue)
             logger.info("worker polling task_queue=%s namespace=%s", settings.task_queue, settings.temporal_namespace)
             await stop.wait()
             logger.info("worker stopping")

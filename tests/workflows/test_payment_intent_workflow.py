@@ -1,0 +1,223 @@
+"""PaymentIntentWorkflow on a private anvil, with a worker of its own (watcher included): paid,
+confirmed, settled in the ledger, swept to the treasury; and the unhappy paths."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from eth_account import Account
+from temporalio.client import WorkflowUpdateFailedError
+
+from activities.payment_intents import ledger_account_id
+from contracts import load_artifact
+from db.ledger_store import LedgerStore
+from db.settings import Settings
+from worker.main import build_worker, ensure_chain_watcher, open_clients
+from workflows.chain_watcher_workflow import watcher_workflow_id
+from workflows.payment_intent_workflow import PaymentIntentInput, PaymentIntentWorkflow, start_payment_intent
+
+DUE = 25_000_000  # 25.00 USDC
+
+
+@pytest.fixture(scope="module")
+async def intent_worker(private_chain, stack, temporal_client):
+    task_queue = f"intents-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        env="test",
+        database_url=stack["database_url"],
+        temporal_address=stack["temporal_address"],
+        rpc_url=private_chain["rpc_url"],
+        chain_id=private_chain["chain_id"],
+        contracts=private_chain["contracts"],
+        relayer_private_key=private_chain["accounts"]["relayer"]["private_key"],
+        task_queue=task_queue,
+    )
+    async with AsyncExitStack() as exit_stack:
+        clients = await open_clients(temporal_client, settings, exit_stack)
+        worker = build_worker(temporal_client, clients, settings)
+        async with worker:
+            await ensure_chain_watcher(temporal_client, settings)
+            yield {"settings": settings, "task_queue": task_queue, "ledger": clients.ledger}
+            await temporal_client.get_workflow_handle(watcher_workflow_id(settings.chain_id)).terminate("tests done")
+
+
+def _input(settings: Settings, *, asset: str = "usdc", amount: int = DUE, confirmations: int = 2, expires_in_s: int = 600,
+           fee_bps: int = 100) -> PaymentIntentInput:
+    token = settings.assets()[asset]
+    tenant = f"tenant_{uuid.uuid4().hex[:10]}"
+    return PaymentIntentInput(
+        intent_id=f"pi_{uuid.uuid4().hex[:24]}",
+        tenant_id=tenant,
+        ledger_id=tenant,
+        chain_id=settings.chain_id,
+        asset=asset,
+        asset_key=token.key,
+        token_address=token.token_address,
+        decimals=token.decimals,
+        amount_base_units=amount,
+        fee_bps=fee_bps,
+        confirmations_required=confirmations,
+        expires_at=(datetime.now(timezone.utc) + timedelta(seconds=expires_in_s)).isoformat(),
+        client_secret_hash="test",
+        description="test order",
+    )
+
+
+def _pay(private_chain, *, token: str, to: str, amount: int, asset: str = "TestUSDC") -> dict:
+    w3 = private_chain["w3"]
+    sender = Account.from_key(private_chain["accounts"]["customer"]["private_key"])
+    contract = w3.eth.contract(address=w3.to_checksum_address(token), abi=load_artifact(asset).abi)
+    tx = contract.functions.transfer(w3.to_checksum_address(to), amount).build_transaction(
+        {"from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending"), "chainId": w3.eth.chain_id}
+    )
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))
+    assert receipt["status"] == 1
+    return receipt
+
+
+def _mine(private_chain, blocks: int) -> None:
+    private_chain["w3"].provider.make_request("anvil_mine", [hex(blocks)])
+
+
+async def _wait_view(handle, predicate, timeout_s: float = 30):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        view = await handle.query(PaymentIntentWorkflow.view)
+        if predicate(view):
+            return view
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"intent never reached the expected state: {view}")
+        await asyncio.sleep(0.1)
+
+
+async def _balances(ledger: LedgerStore, input: PaymentIntentInput) -> dict[str, int]:
+    codes = ["customer_deposits", "treasury", "merchant_available", "platform_fees", "unallocated"]
+    ids = [ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code) for code in codes]
+    accounts = {a.id: a for a in await ledger.lookup_accounts(ids)}
+    result = {}
+    for code, account_id in zip(codes, ids):
+        account = accounts.get(account_id)
+        result[code] = 0 if account is None else account.debits_posted - account.credits_posted
+    return result
+
+
+def _token_balance(private_chain, token: str, holder: str) -> int:
+    w3 = private_chain["w3"]
+    contract = w3.eth.contract(address=w3.to_checksum_address(token), abi=load_artifact("TestUSDC").abi)
+    return contract.functions.balanceOf(w3.to_checksum_address(holder)).call()
+
+
+@pytest.mark.parametrize("asset, artifact", [("usdc", "TestUSDC"), ("usdt", "TestUSDT")])
+async def test_paid_confirmed_settled_and_swept(intent_worker, private_chain, temporal_client, db_pool, asset, artifact):
+    settings = intent_worker["settings"]
+    input = _input(settings, asset=asset)
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    assert view.status == "requires_payment" and view.deposit_address.startswith("0x")
+    treasury = private_chain["accounts"]["treasury"]["address"]
+    treasury_before = _token_balance(private_chain, input.token_address, treasury)
+
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE, asset=artifact)
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    await _wait_view(handle, lambda v: v.status == "processing")
+    _mine(private_chain, 1)
+    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    assert (view.fee, view.net) == ("250000", "24750000")
+
+    assert _token_balance(private_chain, input.token_address, treasury) - treasury_before == DUE
+    assert _token_balance(private_chain, input.token_address, view.deposit_address) == 0
+    balances = await _balances(intent_worker["ledger"], input)
+    assert balances == {"customer_deposits": 0, "treasury": DUE, "merchant_available": -24_750_000, "platform_fees": -250_000, "unallocated": 0}
+    row = await db_pool.fetchrow("SELECT status, amount_received, fee, net FROM payment_intents WHERE id = $1", input.intent_id)
+    assert (row["status"], int(row["amount_received"]), int(row["fee"]), int(row["net"])) == ("succeeded", DUE, 250_000, 24_750_000)
+    events = [r["type"] for r in await db_pool.fetch("SELECT type FROM events WHERE object_id = $1 ORDER BY id", input.intent_id)]
+    assert events == ["payment_intent.created", "payment_intent.processing", "payment_intent.succeeded", "payment_intent.swept"]
+
+
+async def test_same_intent_id_twice_is_one_intent(intent_worker, temporal_client, db_pool):
+    input = _input(intent_worker["settings"])
+    first = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    second = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    assert first == second
+    assert await db_pool.fetchval("SELECT count(*) FROM payment_intents WHERE id = $1", input.intent_id) == 1
+
+
+async def test_underpaid_then_topped_up(intent_worker, private_chain, temporal_client):
+    input = _input(intent_worker["settings"])
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE - 1_000_000)
+    _mine(private_chain, 3)
+    view = await _wait_view(handle, lambda v: v.amount_remaining == "1000000" and all(p.confirmations >= 2 for p in v.payments))
+    assert view.status == "processing"
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=1_000_000)
+    _mine(private_chain, 1)
+    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    assert len(view.payments) == 2
+
+
+async def test_overpaid_settles_the_due_and_keeps_the_excess_refundable(intent_worker, private_chain, temporal_client):
+    input = _input(intent_worker["settings"])
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE + 5_000_000)
+    _mine(private_chain, 1)
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE + 5_000_000))
+    assert view.amount_refundable == "5000000"
+    balances = await _balances(intent_worker["ledger"], input)
+    assert balances["unallocated"] == -5_000_000 and balances["treasury"] == DUE + 5_000_000 and balances["customer_deposits"] == 0
+
+
+async def test_underpaid_at_expiry_is_refundable_and_a_late_payment_is_recorded(intent_worker, private_chain, temporal_client, db_pool):
+    input = _input(intent_worker["settings"], expires_in_s=4, confirmations=1)
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=1_000)
+    view = await _wait_view(handle, lambda v: v.status == "expired" and v.amount_swept == "1000", timeout_s=30)
+    assert view.amount_refundable == "1000"
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=2_000)
+    view = await _wait_view(handle, lambda v: v.amount_refundable == "3000" and v.amount_swept == "3000")
+    assert [p.late for p in view.payments] == [False, True]
+    events = [r["type"] for r in await db_pool.fetch("SELECT type FROM events WHERE object_id = $1 ORDER BY id", input.intent_id)]
+    assert "payment_intent.expired" in events and "payment_intent.payment_late" in events
+    balances = await _balances(intent_worker["ledger"], input)
+    assert balances == {"customer_deposits": 0, "treasury": 3_000, "merchant_available": 0, "platform_fees": 0, "unallocated": -3_000}
+
+
+async def test_cancel_only_while_nothing_received(intent_worker, private_chain, temporal_client, db_pool):
+    input = _input(intent_worker["settings"])
+    await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    view = await handle.execute_update(PaymentIntentWorkflow.cancel)
+    assert view.status == "canceled"
+    assert await db_pool.fetchval("SELECT status FROM payment_intents WHERE id = $1", input.intent_id) == "canceled"
+
+    paid = _input(intent_worker["settings"])
+    view = await start_payment_intent(temporal_client, paid, task_queue=intent_worker["task_queue"])
+    _pay(private_chain, token=paid.token_address, to=view.deposit_address, amount=10)
+    paid_handle = temporal_client.get_workflow_handle(paid.intent_id)
+    await _wait_view(paid_handle, lambda v: v.status == "processing")
+    with pytest.raises(WorkflowUpdateFailedError):
+        await paid_handle.execute_update(PaymentIntentWorkflow.cancel)
+    assert (await paid_handle.query(PaymentIntentWorkflow.view)).status == "processing"
+
+
+async def test_reorg_before_confirmation_sends_it_back_then_a_new_payment_settles(intent_worker, private_chain, temporal_client):
+    input = _input(intent_worker["settings"], confirmations=4)
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    receipt = _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE)
+    await _wait_view(handle, lambda v: v.status == "processing")
+    w3 = private_chain["w3"]
+    depth = w3.eth.block_number - receipt["blockNumber"] + 1
+    w3.provider.make_request("anvil_reorg", [depth, []])
+    view = await _wait_view(handle, lambda v: v.status == "requires_payment")
+    assert [p.orphaned for p in view.payments] == [True]
+    assert _token_balance(private_chain, input.token_address, view.deposit_address) == 0
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE)
+    _mine(private_chain, 4)
+    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    assert [p.orphaned for p in view.payments] == [True, False]
