@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -30,6 +31,9 @@ from api.logs import LOGGER_NAME, configure_logging
 from api.openapi import install_openapi
 from api.ratelimit import TokenBuckets
 from api.routers import api_keys, audit_events, ops, tenants
+from api.routers import webhook_endpoints
+from api.routers import payment_intents
+from api.routers.payment_intents import TemporalConnector
 from db.idempotency import purge_expired_idempotency_keys
 from db.pool import create_pool
 from db.settings import Settings
@@ -65,6 +69,7 @@ def create_app(
     api_settings: ApiSettings | None = None,
     *,
     pool: asyncpg.Pool | None = None,
+    temporal_client: Any | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     api_settings = api_settings or ApiSettings()
@@ -79,9 +84,13 @@ def create_app(
         own_pool = pool is None
         app.state.pool = await create_pool(settings.database_url) if own_pool else pool
         purge = asyncio.create_task(_purge_idempotency_keys(app.state.pool, api_settings), name="purge-idempotency-keys")
+        # Temporal is connected in the background: the API starts (and serves everything but
+        # the intent routes, which answer 503) while Temporal is unreachable.
+        app.state.temporal.start()
         try:
             yield
         finally:
+            await app.state.temporal.stop()
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
@@ -99,6 +108,7 @@ def create_app(
     app.state.api_settings = api_settings
     app.state.rate_limiter = TokenBuckets(buckets_max=api_settings.rate_limit_buckets_max)
     app.state.pool = pool
+    app.state.temporal = TemporalConnector(settings, client=temporal_client)
 
     install_error_handlers(app)
     app.add_exception_handler(IdempotentReplay, replay_response)  # type: ignore[arg-type]
@@ -109,6 +119,9 @@ def create_app(
     app.include_router(tenants.tenant_router)
     app.include_router(api_keys.router)
     app.include_router(audit_events.router)
+    app.include_router(webhook_endpoints.router)
+    app.include_router(payment_intents.router)
+    app.include_router(payment_intents.events_router)
     install_openapi(app)
     return app
 

@@ -104,6 +104,10 @@ class AuditAction(StrEnum):
     API_KEY_REVOKED = "api_key.revoked"
     PAYOUT_BATCH_APPROVED = "payout_batch.approved"
     PAYOUT_BATCH_REJECTED = "payout_batch.rejected"
+    WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
+    WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated"
+    WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
+    WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
 
 
 class ActorType(StrEnum):

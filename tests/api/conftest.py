@@ -22,7 +22,18 @@ CLIENT_IP = "203.0.113.10"
 
 
 def settings_for_stack(stack: dict) -> Settings:
-    return Settings(env="test", database_url=stack["database_url"], admin_api_key=stack["admin_api_key"])
+    return Settings(
+        env="test",
+        database_url=stack["database_url"],
+        admin_api_key=stack["admin_api_key"],
+        # The stack's Temporal and worker (task queue, chain, tokens): the intent routes use them.
+        temporal_address=stack["temporal_address"],
+        temporal_namespace=stack["temporal_namespace"],
+        task_queue=stack["task_queue"],
+        rpc_url=stack["rpc_url"],
+        chain_id=stack["chain_id"],
+        contracts=stack["contracts"],
+    )
 
 
 def make_client(app: Any, *, ip: str = CLIENT_IP) -> httpx.AsyncClient:

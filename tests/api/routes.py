@@ -8,6 +8,8 @@ against it too.
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal
 
@@ -237,6 +239,205 @@ async def _isolation_audit(world: World) -> None:
     assert filtered["data"] == []
 
 
+# ---------------------------------------------------------------------------- webhooks
+# Never contacted: no worker delivers in the API tests (loopback is allowed in test deployments).
+WEBHOOK_RECEIVER_URL = "http://127.0.0.1:9/settle-webhooks"
+
+
+def app_pool(world: World) -> Any:
+    """The pool of the app `world.client` talks to (ASGI transport), for objects only workers make."""
+    return world.client._transport.app.state.pool  # type: ignore[attr-defined]
+
+
+async def create_webhook_endpoint(client: httpx.AsyncClient, handle: TenantHandle, **fields: Any) -> dict[str, Any]:
+    payload = {"url": WEBHOOK_RECEIVER_URL, "enabled_events": ["payment_intent.succeeded"], "description": "walk", **fields}
+    return _expect(await client.post("/v1/webhook_endpoints", json=payload, headers=handle.headers), 201)
+
+
+def _private_route(tenant_id: str) -> str:
+    return f"api_test_{tenant_id}"
+
+
+async def insert_event(pool: Any, *, tenant_id: str, event_type: str = "payment_intent.succeeded") -> str:
+    """An event as a workflow would insert it; the trigger of migration 0005 queues it. The
+    tenant is first moved to a dispatch route of its own, so a dispatcher another test runs on
+    the default route never takes (and delivers) it: only `fan_out_tenant_events` does."""
+    from db.webhooks import set_dispatch_route
+
+    await set_dispatch_route(pool, tenant_id=tenant_id, route=_private_route(tenant_id))
+    event_id = f"evt_{uuid.uuid4().hex}_0001"
+    await pool.execute(
+        "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        event_id,
+        tenant_id,
+        event_type,
+        "pi_" + uuid.uuid4().hex[:24],
+        json.dumps({"object": "payment_intent"}),
+    )
+    return event_id
+
+
+async def fan_out_tenant_events(pool: Any, *, tenant_id: str) -> None:
+    """What the dispatcher does, for this tenant only: its events go through a route of its own."""
+    from db.webhook_settings import WebhookSettings
+    from db.webhooks import SecretBox, fan_out_events
+
+    route = _private_route(tenant_id)
+    box = SecretBox(WebhookSettings(_env_file=None).secret_encryption_keys())  # type: ignore[call-arg]
+    while await fan_out_events(pool, secret_box=box, route=route, batch_size_max=100):
+        pass
+
+
+async def webhook_delivery(world: World, handle: TenantHandle | None = None) -> tuple[dict[str, Any], str, str]:
+    """An endpoint, an event it wants and the delivery between them: (endpoint, event id, delivery id)."""
+    handle = handle or world.owner
+    endpoint = await create_webhook_endpoint(world.client, handle)
+    pool = app_pool(world)
+    event_id = await insert_event(pool, tenant_id=handle.id)
+    await fan_out_tenant_events(pool, tenant_id=handle.id)
+    return endpoint, event_id, f"whd_{event_id}_{endpoint['id']}"
+
+
+async def _create_webhook_call(world: World) -> Call:
+    return Call("POST", "/v1/webhook_endpoints", json={"url": WEBHOOK_RECEIVER_URL, "enabled_events": ["*"], "description": "walk"})
+
+
+async def _list_webhooks_call(world: World) -> Call:
+    return Call("GET", "/v1/webhook_endpoints", params={"limit": 5})
+
+
+async def _get_webhook_call(world: World) -> Call:
+    endpoint = await create_webhook_endpoint(world.client, world.owner)
+    return Call("GET", f"/v1/webhook_endpoints/{endpoint['id']}")
+
+
+async def _patch_webhook_call(world: World) -> Call:
+    endpoint = await create_webhook_endpoint(world.client, world.owner)
+    return Call("PATCH", f"/v1/webhook_endpoints/{endpoint['id']}", json={"description": "changed", "enabled_events": ["*"]})
+
+
+async def _delete_webhook_call(world: World) -> Call:
+    endpoint = await create_webhook_endpoint(world.client, world.owner)
+    return Call("DELETE", f"/v1/webhook_endpoints/{endpoint['id']}")
+
+
+async def _rotate_webhook_call(world: World) -> Call:
+    endpoint = await create_webhook_endpoint(world.client, world.owner)
+    return Call("POST", f"/v1/webhook_endpoints/{endpoint['id']}/rotate_secret", json={"overlap_s": 60})
+
+
+async def _endpoint_deliveries_call(world: World) -> Call:
+    endpoint, _, _ = await webhook_delivery(world)
+    return Call("GET", f"/v1/webhook_endpoints/{endpoint['id']}/deliveries", params={"limit": 5})
+
+
+async def _event_deliveries_call(world: World) -> Call:
+    _, event_id, _ = await webhook_delivery(world)
+    return Call("GET", f"/v1/events/{event_id}/deliveries", params={"limit": 5})
+
+
+async def _redeliver_call(world: World) -> Call:
+    _, _, delivery_id = await webhook_delivery(world)
+    return Call("POST", f"/v1/webhook_deliveries/{delivery_id}/redeliver")
+
+
+async def _create_webhook_invalid(world: World) -> Call:
+    return Call("POST", "/v1/webhook_endpoints", json={"url": "ftp://example.com/hooks", "enabled_events": ["*"]})
+
+
+async def _get_webhook_invalid(world: World) -> Call:
+    return Call("GET", "/v1/webhook_endpoints/%00")
+
+
+async def _patch_webhook_invalid(world: World) -> Call:
+    return Call("PATCH", "/v1/webhook_endpoints/we_DoesNotExist0000", json={"enabled_events": []})
+
+
+async def _delete_webhook_invalid(world: World) -> Call:
+    return Call("DELETE", "/v1/webhook_endpoints/not-an-id!")
+
+
+async def _rotate_webhook_invalid(world: World) -> Call:
+    return Call("POST", "/v1/webhook_endpoints/we_DoesNotExist0000/rotate_secret", json={"overlap_s": -1})
+
+
+async def _redeliver_invalid(world: World) -> Call:
+    return Call("POST", "/v1/webhook_deliveries/whd_not-a-delivery/redeliver")
+
+
+async def _isolation_create_webhook(world: World) -> None:
+    theirs = await create_webhook_endpoint(world.client, world.intruder)
+    _expect(await world.client.get(f"/v1/webhook_endpoints/{theirs['id']}", headers=world.owner.headers), 404)
+    listed = _expect(await world.client.get("/v1/webhook_endpoints", params={"limit": 100}, headers=world.owner.headers), 200)
+    assert theirs["id"] not in {endpoint["id"] for endpoint in listed["data"]}
+
+
+async def _isolation_list_webhooks(world: World) -> None:
+    mine = await create_webhook_endpoint(world.client, world.owner)
+    theirs = await create_webhook_endpoint(world.client, world.intruder)
+    listed = _expect(await world.client.get("/v1/webhook_endpoints", params={"limit": 100}, headers=world.intruder.headers), 200)
+    assert [endpoint["id"] for endpoint in listed["data"]] == [theirs["id"]]
+    body = _expect(await world.client.get("/v1/webhook_endpoints", params={"starting_after": mine["id"]}, headers=world.intruder.headers), 400)
+    assert body["error"]["code"] == "resource_missing" and body["error"]["param"] == "starting_after"
+
+
+async def _isolation_get_webhook(world: World) -> None:
+    mine = await create_webhook_endpoint(world.client, world.owner)
+    body = _expect(await world.client.get(f"/v1/webhook_endpoints/{mine['id']}", headers=world.intruder.headers), 404)
+    assert body["error"]["code"] == "resource_missing"
+
+
+async def _isolation_patch_webhook(world: World) -> None:
+    mine = await create_webhook_endpoint(world.client, world.owner)
+    patch = {"url": "https://intruder.example/steal", "disabled": True}
+    _expect(await world.client.patch(f"/v1/webhook_endpoints/{mine['id']}", json=patch, headers=world.intruder.headers), 404)
+    after = _expect(await world.client.get(f"/v1/webhook_endpoints/{mine['id']}", headers=world.owner.headers), 200)
+    assert after["url"] == mine["url"] and after["status"] == "enabled"
+
+
+async def _isolation_delete_webhook(world: World) -> None:
+    mine = await create_webhook_endpoint(world.client, world.owner)
+    _expect(await world.client.delete(f"/v1/webhook_endpoints/{mine['id']}", headers=world.intruder.headers), 404)
+    _expect(await world.client.get(f"/v1/webhook_endpoints/{mine['id']}", headers=world.owner.headers), 200)
+
+
+async def _isolation_rotate_webhook(world: World) -> None:
+    mine = await create_webhook_endpoint(world.client, world.owner)
+    pool = app_pool(world)
+    before = await pool.fetchval("SELECT count(*) FROM webhook_signing_secrets WHERE owner_id = $1", mine["id"])
+    _expect(await world.client.post(f"/v1/webhook_endpoints/{mine['id']}/rotate_secret", json={}, headers=world.intruder.headers), 404)
+    assert await pool.fetchval("SELECT count(*) FROM webhook_signing_secrets WHERE owner_id = $1", mine["id"]) == before == 1
+
+
+async def _isolation_endpoint_deliveries(world: World) -> None:
+    endpoint, _, _ = await webhook_delivery(world)
+    _expect(await world.client.get(f"/v1/webhook_endpoints/{endpoint['id']}/deliveries", headers=world.intruder.headers), 404)
+
+
+async def _isolation_event_deliveries(world: World) -> None:
+    _, event_id, _ = await webhook_delivery(world)
+    _expect(await world.client.get(f"/v1/events/{event_id}/deliveries", headers=world.intruder.headers), 404)
+
+
+async def _isolation_redeliver(world: World) -> None:
+    _, _, delivery_id = await webhook_delivery(world)
+    _expect(await world.client.post(f"/v1/webhook_deliveries/{delivery_id}/redeliver", headers=world.intruder.headers), 404)
+
+
+WEBHOOK_ROUTES: list[RouteCase] = [
+    RouteCase("POST", "/v1/webhook_endpoints", "tenant", "webhooks:write", _create_webhook_call, 201, _create_webhook_invalid, _isolation_create_webhook),
+    # Paginated; test_pagination's seed knows only keys and tenants, so the webhook tests walk these lists themselves.
+    RouteCase("GET", "/v1/webhook_endpoints", "tenant", "webhooks:read", _list_webhooks_call, 200, lambda world: _bad_page("/v1/webhook_endpoints"), _isolation_list_webhooks),
+    RouteCase("GET", "/v1/webhook_endpoints/{endpoint_id}", "tenant", "webhooks:read", _get_webhook_call, 200, _get_webhook_invalid, _isolation_get_webhook),
+    RouteCase("PATCH", "/v1/webhook_endpoints/{endpoint_id}", "tenant", "webhooks:write", _patch_webhook_call, 200, _patch_webhook_invalid, _isolation_patch_webhook),
+    RouteCase("DELETE", "/v1/webhook_endpoints/{endpoint_id}", "tenant", "webhooks:write", _delete_webhook_call, 200, _delete_webhook_invalid, _isolation_delete_webhook),
+    RouteCase("POST", "/v1/webhook_endpoints/{endpoint_id}/rotate_secret", "tenant", "webhooks:write", _rotate_webhook_call, 200, _rotate_webhook_invalid, _isolation_rotate_webhook),
+    RouteCase("GET", "/v1/webhook_endpoints/{endpoint_id}/deliveries", "tenant", "webhooks:read", _endpoint_deliveries_call, 200, lambda world: _bad_page("/v1/webhook_endpoints/we_DoesNotExist0000/deliveries"), _isolation_endpoint_deliveries),
+    RouteCase("GET", "/v1/events/{event_id}/deliveries", "tenant", "webhooks:read", _event_deliveries_call, 200, lambda world: _bad_page("/v1/events/evt_DoesNotExist0000/deliveries"), _isolation_event_deliveries),
+    RouteCase("POST", "/v1/webhook_deliveries/{delivery_id}/redeliver", "tenant", "webhooks:write", _redeliver_call, 200, _redeliver_invalid, _isolation_redeliver),
+]
+
+
 ROUTES: list[RouteCase] = [
     RouteCase("POST", "/v1/tenants", "platform", None, _create_tenant_call, 201, _create_tenant_invalid, _isolation_create_tenant),
     RouteCase("GET", "/v1/tenants", "platform", None, _list_tenants_call, 200, lambda world: _bad_page("/v1/tenants"), _isolation_list_tenants, list_route=True),
@@ -250,4 +451,9 @@ ROUTES: list[RouteCase] = [
     RouteCase("POST", "/v1/api_keys/{key_id}/revoke", "tenant", "api_keys:write", _revoke_key_call, 200, _revoke_invalid, _isolation_revoke_key),
     RouteCase("GET", "/v1/audit_events", "tenant", "audit_events:read", _list_audit_call, 200, lambda world: _bad_page("/v1/audit_events"), _isolation_audit, list_route=True),
 ]
+ROUTES += WEBHOOK_ROUTES
+# Payment intents and events (their cases live beside, to keep this file's edits small).
+from tests.api.routes_payment_intents import INTENT_ROUTES, PUBLIC_ROUTE_IDS  # noqa: E402
+
+ROUTES += INTENT_ROUTES
 ROUTES_BY_ID = {case.id: case for case in ROUTES}

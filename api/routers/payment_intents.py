@@ -1,0 +1,389 @@
+"""Payment intents (create, retrieve, list, cancel, and the checkout page's public view) and the
+tenant's events. Creating and canceling go through the intent's workflow (update-with-start,
+update); reads come from the read model the workflow writes. The API never touches the ledger
+or the chain.
+
+The Temporal client is connected in the background (`TemporalConnector`): while Temporal is
+unreachable the app still serves everything else, and the routes that need it answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import Principal, check_rate_limit, tenant_key
+from api.config import TIER_WRITE
+from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
+from api.idempotency import Idempotency
+from api.pagination import PageParams, _utc
+from api.routing import settle_router
+from api.schemas_payment_intents import (
+    EventList,
+    EventRead,
+    PaymentIntentCreate,
+    PaymentIntentCreated,
+    PaymentIntentList,
+    PaymentIntentPublic,
+    PaymentIntentRead,
+)
+from db.payment_intents import (
+    EventNotFound,
+    PaymentIntentNotFound,
+    StoredIntent,
+    find_payment_intent,
+    get_event,
+    get_payment_intent,
+    list_events,
+    list_payment_intents,
+)
+from db.settings import Settings
+from db.tenants import get_tenant
+from domain.confirmations import ConfirmationPolicy
+from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
+from domain.pagination import LIMIT_DEFAULT, LIMIT_MAX, PageRequest
+from domain.payment_intents import TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
+from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope
+from workflows.payment_intent_workflow import PaymentIntentWorkflow, expires_at_iso, start_payment_intent
+
+logger = logging.getLogger("settle.api")
+
+router = settle_router(prefix="/v1/payment_intents", tags=["payment intents"])
+events_router = settle_router(prefix="/v1/events", tags=["events"])
+
+IntentsRead = Annotated[Principal, tenant_key(Scope.PAYMENT_INTENTS_READ)]
+IntentsWrite = Annotated[Principal, tenant_key(Scope.PAYMENT_INTENTS_WRITE)]
+IntentId = Annotated[
+    str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="A payment intent id, `pi_...`.")
+]
+# Event ids carry the intent's id and a sequence number: `evt_<intent>_<nnnn>`.
+EVENT_ID_PATTERN = r"^evt_[A-Za-z0-9_]{8,80}$"
+EVENT_ID_LENGTH_MAX = 84
+EventId = Annotated[str, Path(pattern=EVENT_ID_PATTERN, max_length=EVENT_ID_LENGTH_MAX, description="An event id, `evt_...`.")]
+
+CLIENT_SECRET_LENGTH_MAX = 200
+TEMPORAL_CONNECT_TIMEOUT_S = 5.0
+TEMPORAL_RETRY_INTERVAL_S = 2.0
+TEMPORAL_WAIT_S = 5.0
+VIEW_QUERY_TIMEOUT_S = 2.0
+UNAVAILABLE = {503: {"model": ErrorResponse, "description": "The workflow engine is unreachable for now; retry later (`api_error`)."}}
+_DUMMY_SECRET_HASH = hashlib.sha256(b"settle: no such intent").hexdigest()
+
+
+# ---------------------------------------------------------------------------- temporal
+class TemporalConnector:
+    """The API's Temporal client: injected, or connected in the background and retried until it
+    succeeds. `await get()` waits briefly for a connection, then answers 503."""
+
+    def __init__(self, settings: Settings, *, client: Any | None = None) -> None:
+        self._settings = settings
+        self.client = client
+        self._task: asyncio.Task | None = None
+        self._connected: asyncio.Event | None = None
+
+    def start(self) -> None:
+        self._connected = asyncio.Event()
+        if self.client is not None:
+            self._connected.set()
+            return
+        self._task = asyncio.create_task(self._connect_until_connected(), name="temporal-connect")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _connect_until_connected(self) -> None:
+        from temporalio.client import Client
+
+        assert self._connected is not None
+        while self.client is None:
+            try:
+                self.client = await asyncio.wait_for(
+                    Client.connect(self._settings.temporal_address, namespace=self._settings.temporal_namespace),
+                    timeout=TEMPORAL_CONNECT_TIMEOUT_S,
+                )
+                self._connected.set()
+                return
+            except Exception:  # noqa: BLE001 - unreachable, refused, timed out: retry
+                logger.warning("Temporal unreachable at %s; will retry", self._settings.temporal_address)
+                await asyncio.sleep(TEMPORAL_RETRY_INTERVAL_S)
+
+    async def get(self) -> Any:
+        if self.client is None and self._connected is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._connected.wait()), timeout=TEMPORAL_WAIT_S)
+        if self.client is None:
+            raise unavailable()
+        return self.client
+
+
+def unavailable() -> ApiError:
+    return ApiError(
+        503,
+        type=ErrorType.API,
+        code="temporal_unavailable",
+        message="Payment intents are unavailable for a moment: the workflow engine cannot be reached. Retry later.",
+        headers={"Retry-After": "5"},
+    )
+
+
+# ---------------------------------------------------------------------------- helpers
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _confirmations_from_policy(policy: dict[str, Any] | None, amount: int) -> int | None:
+    """The tenant's own policy (tiers by amount in base units): the tier of the largest minimum
+    the amount reaches."""
+    if not policy or not policy.get("tiers"):
+        return None
+    reached = [tier for tier in policy["tiers"] if amount >= int(tier["amount_base_units_min"])]
+    if not reached:
+        return None
+    tier = max(reached, key=lambda tier: int(tier["amount_base_units_min"]))
+    return max(1, int(tier["confirmations_min"]))
+
+
+async def _payment_confirmations(request: Request, intent: StoredIntent) -> dict[str, int] | None:
+    """Each payment's confirmations, from the workflow; None if it cannot say right now."""
+    if not intent.payments:
+        return {}
+    connector: TemporalConnector = request.app.state.temporal
+    if connector.client is None:
+        return None
+    try:
+        view = await asyncio.wait_for(
+            connector.client.get_workflow_handle(intent.id).query(PaymentIntentWorkflow.view), timeout=VIEW_QUERY_TIMEOUT_S
+        )
+    except Exception:  # noqa: BLE001 - best effort: the read model still answers
+        return None
+    return {f"{payment.tx_hash.lower()}:{payment.log_index}": payment.confirmations for payment in view.payments}
+
+
+async def _tenant_intent(request: Request, principal: Principal, intent_id: str) -> StoredIntent:
+    assert principal.tenant_id is not None
+    try:
+        return await get_payment_intent(request.app.state.pool, tenant_id=principal.tenant_id, intent_id=intent_id)
+    except PaymentIntentNotFound as error:
+        raise not_found(str(error), param="id") from None
+
+
+def _conflict(code: str, message: str) -> ApiError:
+    return ApiError(409, type=ErrorType.INVALID_REQUEST, code=code, message=message)
+
+
+# ---------------------------------------------------------------------------- routes
+@router.post(
+    "",
+    status_code=201,
+    response_model=PaymentIntentCreated,
+    responses=UNAVAILABLE,
+    summary="Create a payment intent: a deposit address and an amount due",
+)
+async def create_payment_intent(
+    request: Request, principal: IntentsWrite, idempotency: Idempotency, body: PaymentIntentCreate
+) -> JSONResponse:
+    assert principal.tenant_id is not None
+    settings: Settings = request.app.state.settings
+    asset = settings.assets().get(body.asset)
+    if asset is None or asset.token_address is None:
+        accepted = ", ".join(sorted(settings.assets())) or "none configured"
+        raise invalid_request(f"asset must be one of: {accepted}", param="asset")
+    try:
+        amount = parse_amount(body.amount, asset=asset)
+    except InvalidAmount as error:
+        raise invalid_request(str(error), param="amount") from None
+    client = await request.app.state.temporal.get()
+    tenant = await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id)
+    override = body.confirmations or _confirmations_from_policy(tenant.confirmation_policy, amount)
+    confirmations_required = ConfirmationPolicy().confirmations_for(
+        usd_cents_of_stablecoin(amount, decimals=asset.decimals), override=override
+    )
+    intent_id = idempotency.workflow_id("pi") or "pi_" + secrets.token_hex(12)
+    client_secret = f"{intent_id}_secret_{secrets.token_urlsafe(24)}"
+    input = PaymentIntentInput(
+        intent_id=intent_id,
+        tenant_id=principal.tenant_id,
+        ledger_id=principal.tenant_id,
+        chain_id=asset.chain_id,
+        asset=asset.code,
+        asset_key=asset.key,
+        token_address=asset.token_address,
+        decimals=asset.decimals,
+        amount_base_units=amount,
+        fee_bps=tenant.fee_bps,
+        confirmations_required=confirmations_required,
+        expires_at=expires_at_iso(datetime.now(timezone.utc), body.expires_in),
+        client_secret_hash=_hash_secret(client_secret),
+        description=body.description,
+        metadata=dict(body.metadata),
+        success_url=body.success_url,
+        cancel_url=body.cancel_url,
+        idempotency_key=idempotency.key,
+    )
+    try:
+        await start_payment_intent(client, input, task_queue=settings.task_queue)
+    except Exception as error:  # noqa: BLE001 - RPC failures, timeouts: the client may retry
+        logger.warning("could not start payment intent %s: %s", intent_id, type(error).__name__)
+        raise unavailable() from None
+    intent = await get_payment_intent(request.app.state.pool, tenant_id=principal.tenant_id, intent_id=intent_id)
+    # The same id again (a key retried past its retention) finds the first intent: its secret
+    # is not this one, and is never shown twice.
+    shown = client_secret if hmac.compare_digest(intent.client_secret_hash, input.client_secret_hash) else None
+    base = str(request.base_url).rstrip("/")
+    created = PaymentIntentCreated(
+        **PaymentIntentRead.fields_of(intent, {}),
+        client_secret=shown,
+        checkout_url=f"{base}/checkout/{intent.id}?client_secret={shown}" if shown else None,
+    )
+    return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+
+@router.get("", response_model=PaymentIntentList, summary="List payment intents")
+async def list_intents(
+    request: Request,
+    principal: IntentsRead,
+    page: PageParams,
+    status: Annotated[IntentStatus | None, Query(description="Only intents in this status.")] = None,
+) -> PaymentIntentList:
+    assert principal.tenant_id is not None
+    result = await list_payment_intents(
+        request.app.state.pool, tenant_id=principal.tenant_id, page=page, status=str(status) if status else None
+    )
+    return PaymentIntentList.of(result, url="/v1/payment_intents", item=PaymentIntentRead.of)
+
+
+@router.get("/{intent_id}", response_model=PaymentIntentRead, summary="Retrieve a payment intent")
+async def retrieve_intent(request: Request, principal: IntentsRead, intent_id: IntentId) -> PaymentIntentRead:
+    intent = await _tenant_intent(request, principal, intent_id)
+    return PaymentIntentRead(**PaymentIntentRead.fields_of(intent, await _payment_confirmations(request, intent)))
+
+
+@router.post(
+    "/{intent_id}/cancel",
+    response_model=PaymentIntentRead,
+    responses=UNAVAILABLE,
+    summary="Cancel a payment intent that has received nothing",
+    openapi_extra={"x-rate-limit-tier": TIER_WRITE},
+)
+async def cancel_intent(request: Request, principal: IntentsWrite, idempotency: Idempotency, intent_id: IntentId) -> PaymentIntentRead:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+
+    intent = await _tenant_intent(request, principal, intent_id)
+    terminal = _conflict("intent_terminal", f"This payment intent is {intent.status}; it can no longer be canceled.")
+    received = _conflict(
+        "payment_received", "This payment intent has received a payment and cannot be canceled; refund it once it settles."
+    )
+    if intent.status in TERMINAL_STATUSES:
+        raise terminal
+    if intent.amount_received > 0 or intent.payments:
+        raise received
+    client = await request.app.state.temporal.get()
+    try:
+        await client.get_workflow_handle(intent.id).execute_update(PaymentIntentWorkflow.cancel)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        code = getattr(cause, "type", None) if isinstance(cause, ApplicationError) else None
+        if code == "intent_terminal":
+            raise terminal from None
+        raise received from None
+    except Exception as error:  # noqa: BLE001
+        from temporalio.service import RPCError, RPCStatusCode
+
+        if isinstance(error, RPCError) and error.status == RPCStatusCode.NOT_FOUND:
+            # The workflow finished between our read and the update.
+            raise terminal from None
+        logger.warning("could not cancel payment intent %s: %s", intent.id, type(error).__name__)
+        raise unavailable() from None
+    return PaymentIntentRead.of(await _tenant_intent(request, principal, intent_id))
+
+
+@router.get(
+    "/{intent_id}/public",
+    response_model=PaymentIntentPublic,
+    summary="The checkout page's view of an intent (client secret, no API key)",
+    description="Needs no API key: the intent's `client_secret` instead. Never shows fees, metadata or the merchant.",
+)
+async def public_intent(
+    request: Request,
+    intent_id: IntentId,
+    client_secret: Annotated[
+        str | None, Query(max_length=CLIENT_SECRET_LENGTH_MAX, description="The `client_secret` of the create response.")
+    ] = None,
+) -> PaymentIntentPublic:
+    check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
+    intent = await find_payment_intent(request.app.state.pool, intent_id=intent_id)
+    stored = intent.client_secret_hash if intent is not None else _DUMMY_SECRET_HASH
+    given = _hash_secret(client_secret or "")
+    if not hmac.compare_digest(stored.encode(), given.encode()) or intent is None or not client_secret:
+        # One answer for "no such intent" and "wrong secret": the id alone reveals nothing.
+        raise not_found(f"No such payment intent: {intent_id}", param="id")
+    return PaymentIntentPublic.of(intent, await _payment_confirmations(request, intent))
+
+
+# ---------------------------------------------------------------------------- events
+def event_page_request(
+    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description=f"Objects per page, 1 to {LIMIT_MAX}.")] = LIMIT_DEFAULT,
+    starting_after: Annotated[
+        str | None,
+        Query(pattern=EVENT_ID_PATTERN, max_length=EVENT_ID_LENGTH_MAX, description="A cursor: the id of the last event of the previous page."),
+    ] = None,
+    ending_before: Annotated[
+        str | None,
+        Query(pattern=EVENT_ID_PATTERN, max_length=EVENT_ID_LENGTH_MAX, description="A cursor: the id of the first event of the previous page."),
+    ] = None,
+    created_gte: Annotated[datetime | None, Query(description="Only events created at or after this time (ISO 8601).")] = None,
+    created_lte: Annotated[datetime | None, Query(description="Only events created at or before this time (ISO 8601).")] = None,
+) -> PageRequest:
+    """`api.pagination.page_request`, with cursors that are event ids (`evt_<intent>_<nnnn>`)."""
+    if starting_after and ending_before:
+        raise invalid_request("Give starting_after or ending_before, not both.", param="ending_before")
+    return PageRequest(
+        limit=limit,
+        starting_after=starting_after,
+        ending_before=ending_before,
+        created_gte=_utc(created_gte, param="created_gte"),
+        created_lte=_utc(created_lte, param="created_lte"),
+    )
+
+
+EventPage = Annotated[PageRequest, Depends(event_page_request)]
+
+
+@events_router.get("", response_model=EventList, summary="List the tenant's events, newest first")
+async def list_tenant_events(
+    request: Request,
+    principal: IntentsRead,
+    page: EventPage,
+    type: Annotated[
+        str | None, Query(pattern=r"^[a-z_]{1,40}(\.[a-z_]{1,40}){1,2}$", description="Only this type, e.g. `payment_intent.succeeded`.")
+    ] = None,
+    object_id: Annotated[
+        str | None, Query(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="Only events about this object.")
+    ] = None,
+) -> EventList:
+    assert principal.tenant_id is not None
+    result = await list_events(request.app.state.pool, tenant_id=principal.tenant_id, page=page, type=type, object_id=object_id)
+    return EventList.of(result, url="/v1/events", item=EventRead.of)
+
+
+@events_router.get("/{event_id}", response_model=EventRead, summary="Retrieve an event")
+async def retrieve_event(request: Request, principal: IntentsRead, event_id: EventId) -> EventRead:
+    assert principal.tenant_id is not None
+    try:
+        return EventRead.of(await get_event(request.app.state.pool, tenant_id=principal.tenant_id, event_id=event_id))
+    except EventNotFound as error:
+        raise not_found(str(error), param="id") from None

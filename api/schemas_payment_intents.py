@@ -1,0 +1,227 @@
+"""Request and response models of the payment-intent and event routes. Amounts travel as strings
+of base units (never floats); inputs forbid unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+
+from api.pagination import ListResponse
+from db.payment_intents import Event, IntentPayment, StoredIntent
+
+DESCRIPTION_LENGTH_MAX = 500
+METADATA_KEYS_MAX = 20
+METADATA_KEY_LENGTH_MAX = 40
+METADATA_VALUE_LENGTH_MAX = 500
+URL_LENGTH_MAX = 2048
+EXPIRES_IN_S_MIN = 60
+EXPIRES_IN_S_MAX = 7 * 86400
+EXPIRES_IN_S_DEFAULT = 3600
+CONFIRMATIONS_OVERRIDE_MAX = 1000
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not key or len(key) > METADATA_KEY_LENGTH_MAX:
+            raise ValueError(f"keys must be 1 to {METADATA_KEY_LENGTH_MAX} characters")
+        if len(item) > METADATA_VALUE_LENGTH_MAX:
+            raise ValueError(f"values must be at most {METADATA_VALUE_LENGTH_MAX} characters")
+    return value
+
+
+HttpUrl = Annotated[str, Field(min_length=1, max_length=URL_LENGTH_MAX, description="An http(s) URL."), AfterValidator(_http_url)]
+Metadata = Annotated[
+    dict[StrictStr, StrictStr],
+    Field(
+        max_length=METADATA_KEYS_MAX,
+        description=f"Your own key-value pairs: at most {METADATA_KEYS_MAX} keys of ≤ {METADATA_KEY_LENGTH_MAX} characters, "
+        f"string values of ≤ {METADATA_VALUE_LENGTH_MAX}.",
+    ),
+    AfterValidator(_metadata),
+]
+
+
+class PaymentIntentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Any = Field(
+        description="The amount due in the token's base units, as a JSON integer or a string of digits "
+        '(`"25000000"` is 25.00 USDC). Never a float or a decimal.',
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,78}$"}]},
+    )
+    asset: Annotated[str, Field(min_length=1, max_length=20, description="`usdc` or `usdt`.")]
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_LENGTH_MAX)] = None
+    metadata: Metadata = Field(default_factory=dict)
+    expires_in: Annotated[
+        int, Field(ge=EXPIRES_IN_S_MIN, le=EXPIRES_IN_S_MAX, description="Seconds until the intent expires (60 s to 7 days).")
+    ] = EXPIRES_IN_S_DEFAULT
+    success_url: HttpUrl | None = None
+    cancel_url: HttpUrl | None = None
+    confirmations: Annotated[
+        int | None,
+        Field(ge=1, le=CONFIRMATIONS_OVERRIDE_MAX, description="Overrides the confirmations a payment needs."),
+    ] = None
+
+
+class PaymentRead(BaseModel):
+    tx_hash: str
+    log_index: int
+    amount: str
+    block_number: int
+    confirmations: int | None = Field(description="Blocks on top of the payment's, its own included; null if unknown now.")
+    orphaned: bool
+    late: bool = Field(description="Arrived after the intent was final: refundable, never settled.")
+
+
+def payment_uri(*, token_address: str, chain_id: int, deposit_address: str, amount: int) -> str:
+    """EIP-681: a wallet-readable request to call `transfer(deposit_address, amount)` on the token."""
+    return f"ethereum:{token_address}@{chain_id}/transfer?address={deposit_address}&uint256={amount}"
+
+
+def _payments(intent: StoredIntent, confirmations: dict[str, int] | None) -> list[PaymentRead]:
+    def count(payment: IntentPayment) -> int | None:
+        if confirmations is None:
+            return None
+        return confirmations.get(f"{payment.tx_hash.lower()}:{payment.log_index}")
+
+    return [
+        PaymentRead(
+            tx_hash=payment.tx_hash,
+            log_index=payment.log_index,
+            amount=str(payment.amount),
+            block_number=payment.block_number,
+            confirmations=count(payment),
+            orphaned=payment.orphaned,
+            late=payment.late,
+        )
+        for payment in intent.payments
+    ]
+
+
+class PaymentIntentRead(BaseModel):
+    object: Literal["payment_intent"] = "payment_intent"
+    id: str
+    status: str = Field(description="`requires_payment`, `processing`, `succeeded`, `expired` or `canceled`.")
+    amount: str = Field(description="Due, in base units.")
+    amount_received: str
+    amount_remaining: str
+    amount_refundable: str
+    fee: str | None = Field(description="The platform's fee, once the intent succeeded.")
+    net: str | None = Field(description="What the merchant is credited, once the intent succeeded.")
+    fee_bps: int
+    asset: str
+    chain_id: int
+    token_address: str
+    deposit_address: str
+    payment_uri: str = Field(description="An EIP-681 payment request for wallets.")
+    confirmations_required: int
+    description: str | None
+    metadata: dict[str, str]
+    success_url: str | None
+    cancel_url: str | None
+    expires_at: datetime
+    created_at: datetime
+    payments: list[PaymentRead]
+
+    @classmethod
+    def fields_of(cls, intent: StoredIntent, confirmations: dict[str, int] | None = None) -> dict[str, Any]:
+        return {
+            "id": intent.id,
+            "status": intent.status,
+            "amount": str(intent.amount),
+            "amount_received": str(intent.amount_received),
+            "amount_remaining": str(max(0, intent.amount - intent.amount_received)),
+            "amount_refundable": str(intent.amount_refundable),
+            "fee": str(intent.fee) if intent.fee is not None else None,
+            "net": str(intent.net) if intent.net is not None else None,
+            "fee_bps": intent.fee_bps,
+            "asset": intent.asset,
+            "chain_id": intent.chain_id,
+            "token_address": intent.token_address,
+            "deposit_address": intent.deposit_address,
+            "payment_uri": payment_uri(
+                token_address=intent.token_address, chain_id=intent.chain_id, deposit_address=intent.deposit_address, amount=intent.amount
+            ),
+            "confirmations_required": intent.confirmations_required,
+            "description": intent.description,
+            "metadata": intent.metadata,
+            "success_url": intent.success_url,
+            "cancel_url": intent.cancel_url,
+            "expires_at": intent.expires_at,
+            "created_at": intent.created_at,
+            "payments": _payments(intent, confirmations),
+        }
+
+    @classmethod
+    def of(cls, intent: StoredIntent) -> "PaymentIntentRead":
+        return cls(**cls.fields_of(intent))
+
+
+class PaymentIntentCreated(PaymentIntentRead):
+    client_secret: str | None = Field(
+        description="Lets the checkout page read this intent's public view. Shown in the create response only; "
+        "Settle keeps only its hash. Give it to the customer's browser, never log it."
+    )
+    checkout_url: str | None = Field(description="The hosted checkout page for this intent (carries the client secret).")
+
+
+class PaymentIntentPublic(BaseModel):
+    """What the customer's checkout page may see: no fee, no net, no metadata, no tenant."""
+
+    object: Literal["payment_intent_public"] = "payment_intent_public"
+    id: str
+    status: str
+    amount: str
+    amount_received: str
+    amount_remaining: str
+    asset: str
+    chain_id: int
+    token_address: str
+    deposit_address: str
+    payment_uri: str
+    expires_at: datetime
+    confirmations_required: int
+    payments: list[PaymentRead]
+    success_url: str | None
+    cancel_url: str | None
+
+    @classmethod
+    def of(cls, intent: StoredIntent, confirmations: dict[str, int] | None = None) -> "PaymentIntentPublic":
+        fields = PaymentIntentRead.fields_of(intent, confirmations)
+        return cls(**{name: fields[name] for name in cls.model_fields if name in fields})
+
+
+class PaymentIntentList(ListResponse[PaymentIntentRead]):
+    pass
+
+
+class EventRead(BaseModel):
+    object: Literal["event"] = "event"
+    id: str
+    type: str = Field(description="What happened, e.g. `payment_intent.succeeded`.")
+    object_id: str
+    api_version: str
+    data: dict[str, Any] = Field(description="The object as of this event.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: Event) -> "EventRead":
+        return cls(
+            id=event.id, type=event.type, object_id=event.object_id, api_version=event.api_version, data=event.data, created_at=event.created_at
+        )
+
+
+class EventList(ListResponse[EventRead]):
+    pass
