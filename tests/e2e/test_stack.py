@@ -72,10 +72,14 @@ async def test_hello_workflow_reads_chain_and_writes_row(stack, temporal_client,
 
 def test_demo_prints_the_story(stack_instance):
     env = {"SETTLE_STATE_DIR": str(stack_instance.state_dir), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "cli.main", "demo"], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-m", "cli.main", "demo"], capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "read the chain head from anvil" in result.stdout
     assert "wrote a row in PostgreSQL" in result.stdout
+    # The payment story: created, paid on anvil, processing while confirming, settled, swept, told.
+    for line in ("intent status: processing", "intent status: succeeded", "settled: fee 250000, net 24750000",
+                 "holds 25000000 more base units of USDC", "verified webhook: payment_intent.succeeded"):
+        assert line in result.stdout, line
 
 
 async def test_web_ui_lists_the_demo_workflow_with_its_search_attributes(stack, temporal_client, unique_id):
