@@ -197,7 +197,7 @@ class PaymentIntentActivities:
                 amount=move.amount_base_units,
                 ledger=input.ledger_id,
                 asset=input.asset_key,
-                code=move.transfer_id.split("/", 2)[1] if "/" in move.transfer_id else "intent",
+                code=move.transfer_code,
                 flags=TransferFlags.LINKED if index < len(input.moves) - 1 else TransferFlags.NONE,
             )
             for index, move in enumerate(input.moves)

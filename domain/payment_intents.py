@@ -278,6 +278,7 @@ class LedgerMove:
     debit_code: str
     credit_code: str
     amount_base_units: int
+    transfer_code: str = "intent"  # what kind of movement: settle, refundable, sweep
 
 
 # Accounts of an intent's postings, per tenant ledger and asset:
@@ -288,17 +289,17 @@ class LedgerMove:
 #   unallocated         confirmed money owed back to customers: excess, expired, late (credit balance)
 def settlement_moves(intent_id: str, settlement: Settlement) -> list[LedgerMove]:
     """gross received → merchant, then the platform fee out of it; the merchant keeps the net."""
-    moves = [LedgerMove(f"{intent_id}/settle/gross", "customer_deposits", "merchant_available", settlement.gross_base_units)]
+    moves = [LedgerMove(f"{intent_id}/settle/gross", "customer_deposits", "merchant_available", settlement.gross_base_units, "settle")]
     if settlement.fee_base_units:
-        moves.append(LedgerMove(f"{intent_id}/settle/fee", "merchant_available", "platform_fees", settlement.fee_base_units))
+        moves.append(LedgerMove(f"{intent_id}/settle/fee", "merchant_available", "platform_fees", settlement.fee_base_units, "settle"))
     return moves
 
 
 def refundable_moves(intent_id: str, *, posted_before: int, total: int) -> list[LedgerMove]:
     assert total > posted_before >= 0
-    return [LedgerMove(f"{intent_id}/refundable/{total}", "customer_deposits", "unallocated", total - posted_before)]
+    return [LedgerMove(f"{intent_id}/refundable/{total}", "customer_deposits", "unallocated", total - posted_before, "refundable")]
 
 
 def sweep_moves(intent_id: str, *, swept_before: int, total: int) -> list[LedgerMove]:
     assert total > swept_before >= 0
-    return [LedgerMove(f"{intent_id}/sweep/{total}", "treasury", "customer_deposits", total - swept_before)]
+    return [LedgerMove(f"{intent_id}/sweep/{total}", "treasury", "customer_deposits", total - swept_before, "sweep")]

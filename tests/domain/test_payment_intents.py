@@ -120,3 +120,18 @@ def test_payment_still_confirming_at_settlement_becomes_late_and_can_be_orphaned
 def test_amount_must_be_positive_integer():
     with pytest.raises(AssertionError):
         intent(amount_due_base_units=0)
+
+
+def test_posting_templates_balance_and_name_their_steps():
+    from domain.payment_intents import Settlement, refundable_moves, settlement_moves, sweep_moves
+
+    moves = settlement_moves("pi_x", Settlement(gross_base_units=DUE, fee_base_units=250_000, net_base_units=24_750_000, excess_base_units=0))
+    assert [(m.transfer_id, m.debit_code, m.credit_code, m.amount_base_units, m.transfer_code) for m in moves] == [
+        ("pi_x/settle/gross", "customer_deposits", "merchant_available", DUE, "settle"),
+        ("pi_x/settle/fee", "merchant_available", "platform_fees", 250_000, "settle"),
+    ]
+    # Cumulative totals in the ids: a retried step posts the same id; a later one a new id.
+    assert [(m.transfer_id, m.amount_base_units) for m in refundable_moves("pi_x", posted_before=5, total=12)] == [("pi_x/refundable/12", 7)]
+    assert [(m.transfer_id, m.transfer_code) for m in sweep_moves("pi_x", swept_before=0, total=9)] == [("pi_x/sweep/9", "sweep")]
+    with pytest.raises(AssertionError):
+        sweep_moves("pi_x", swept_before=9, total=9)
