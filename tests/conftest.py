@@ -28,9 +28,22 @@ def pytest_configure(config):
     signal.signal(signal.SIGTERM, interrupt)
 
 
+EXTRA_PIDS_FILE = "extra.pids"
+
+
 def _remove_stack(stack: Stack) -> dict[str, int]:
-    """Stop a test stack by its pids and delete its folders; returns the pids that survived."""
+    """Stop a test stack by its pids (and the extra processes its tests started, such as private
+    anvils) and delete its folders; returns the pids that survived."""
+    from cli.processes import stop_pid
+
     pids = stack.pids()
+    try:
+        extra = [int(line) for line in (stack.state_dir / EXTRA_PIDS_FILE).read_text().split()]
+    except (OSError, ValueError):
+        extra = []
+    for pid in extra:
+        stop_pid(pid, timeout_s=10)
+        pids[f"extra-{pid}"] = pid
     postgres_dir = stack.load_state().get("services", {}).get("postgres", {}).get("data_dir")
     stack.down()
     survivors = {name: pid for name, pid in pids.items() if pid_alive(pid)}
@@ -94,8 +107,14 @@ def unique_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def register_extra_process(stack_instance: Stack, pid: int) -> None:
+    """A process a test starts beside the stack: stopped with the stack, even after a SIGKILLed run."""
+    with open(stack_instance.state_dir / EXTRA_PIDS_FILE, "a") as handle:
+        handle.write(f"{pid}\n")
+
+
 @pytest.fixture(scope="module")
-def private_chain(tmp_path_factory):
+def private_chain(tmp_path_factory, stack_instance):
     """A private anvil (its own chain id, in memory) with the tokens and the deposit factory, for
     tests that would disturb the shared chain: reorgs, watcher cursors, nonce races."""
     from web3 import Web3
@@ -108,6 +127,7 @@ def private_chain(tmp_path_factory):
     chain_id = 40_000 + int(uuid.uuid4().int % 10_000)
     log_path = tmp_path_factory.mktemp("private-chain") / "anvil.log"
     node = start_anvil(state_dir=None, log_path=log_path, port=free_port(), chain_id=chain_id)
+    register_extra_process(stack_instance, node["pid"])
     try:
         w3 = Web3(Web3.HTTPProvider(node["rpc_url"], request_kwargs={"timeout": 10}))
         accounts = dev_accounts()
