@@ -29,41 +29,42 @@ def _utc(value: datetime | None, *, param: str) -> datetime | None:
         raise invalid_request(f"{param} is out of range", param=param) from None
 
 
-def page_request(
-    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description=f"Objects per page, 1 to {LIMIT_MAX}.")] = LIMIT_DEFAULT,
-    starting_after: Annotated[
-        str | None,
-        Query(
-            pattern=OBJECT_ID_PATTERN,
-            max_length=OBJECT_ID_LENGTH_MAX,
-            description="A cursor: the id of the last object of the previous page; returns older objects.",
-        ),
-    ] = None,
-    ending_before: Annotated[
-        str | None,
-        Query(
-            pattern=OBJECT_ID_PATTERN,
-            max_length=OBJECT_ID_LENGTH_MAX,
-            description="A cursor: the id of the first object of the previous page; returns newer objects.",
-        ),
-    ] = None,
-    created_gte: Annotated[
-        datetime | None, Query(description="Only objects created at or after this time (ISO 8601; UTC if no offset).")
-    ] = None,
-    created_lte: Annotated[
-        datetime | None, Query(description="Only objects created at or before this time (ISO 8601; UTC if no offset).")
-    ] = None,
-) -> PageRequest:
-    if starting_after and ending_before:
-        raise invalid_request("Give starting_after or ending_before, not both.", param="ending_before")
-    return PageRequest(
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-        created_gte=_utc(created_gte, param="created_gte"),
-        created_lte=_utc(created_lte, param="created_lte"),
-    )
+def page_request_for(*, id_pattern: str, id_length_max: int, noun: str = "object") -> Callable[..., PageRequest]:
+    """The list dependency (limit, cursors, created range) for lists whose cursors are ids shaped
+    by `id_pattern`; most lists use `page_request`, lists of other id shapes make their own."""
 
+    def page_request(limit=LIMIT_DEFAULT, starting_after=None, ending_before=None, created_gte=None, created_lte=None) -> PageRequest:
+        if starting_after and ending_before:
+            raise invalid_request("Give starting_after or ending_before, not both.", param="ending_before")
+        return PageRequest(
+            limit=limit,
+            starting_after=starting_after,
+            ending_before=ending_before,
+            created_gte=_utc(created_gte, param="created_gte"),
+            created_lte=_utc(created_lte, param="created_lte"),
+        )
+
+    def cursor(which: str, direction: str) -> Any:
+        description = f"A cursor: the id of the {which} {noun} of the previous page; returns {direction} ones."
+        return Annotated[str | None, Query(pattern=id_pattern, max_length=id_length_max, description=description)]
+
+    # Set as objects, not strings (this module postpones annotations), so FastAPI reads them as they are.
+    page_request.__annotations__ = {
+        "limit": Annotated[int, Query(ge=1, le=LIMIT_MAX, description=f"Objects per page, 1 to {LIMIT_MAX}.")],
+        "starting_after": cursor("last", "older"),
+        "ending_before": cursor("first", "newer"),
+        "created_gte": Annotated[
+            datetime | None, Query(description=f"Only {noun}s created at or after this time (ISO 8601; UTC if no offset).")
+        ],
+        "created_lte": Annotated[
+            datetime | None, Query(description=f"Only {noun}s created at or before this time (ISO 8601; UTC if no offset).")
+        ],
+        "return": PageRequest,
+    }
+    return page_request
+
+
+page_request = page_request_for(id_pattern=OBJECT_ID_PATTERN, id_length_max=OBJECT_ID_LENGTH_MAX)
 
 PageParams = Annotated[PageRequest, Depends(page_request)]
 

@@ -25,7 +25,7 @@ from api.auth import Principal, check_rate_limit, tenant_key
 from api.config import TIER_WRITE
 from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
-from api.pagination import PageParams, _utc
+from api.pagination import PageParams, page_request_for
 from api.routing import settle_router
 from api.schemas_payment_intents import (
     EventList,
@@ -50,7 +50,7 @@ from db.settings import Settings
 from db.tenants import get_tenant
 from domain.confirmations import ConfirmationPolicy
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
-from domain.pagination import LIMIT_DEFAULT, LIMIT_MAX, PageRequest
+from domain.pagination import PageRequest
 from domain.payment_intents import TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope
 from workflows.payment_intent_workflow import PaymentIntentWorkflow, expires_at_iso, start_payment_intent
@@ -335,30 +335,8 @@ async def public_intent(
 
 
 # ---------------------------------------------------------------------------- events
-def event_page_request(
-    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description=f"Objects per page, 1 to {LIMIT_MAX}.")] = LIMIT_DEFAULT,
-    starting_after: Annotated[
-        str | None,
-        Query(pattern=EVENT_ID_PATTERN, max_length=EVENT_ID_LENGTH_MAX, description="A cursor: the id of the last event of the previous page."),
-    ] = None,
-    ending_before: Annotated[
-        str | None,
-        Query(pattern=EVENT_ID_PATTERN, max_length=EVENT_ID_LENGTH_MAX, description="A cursor: the id of the first event of the previous page."),
-    ] = None,
-    created_gte: Annotated[datetime | None, Query(description="Only events created at or after this time (ISO 8601).")] = None,
-    created_lte: Annotated[datetime | None, Query(description="Only events created at or before this time (ISO 8601).")] = None,
-) -> PageRequest:
-    """`api.pagination.page_request`, with cursors that are event ids (`evt_<intent>_<nnnn>`)."""
-    if starting_after and ending_before:
-        raise invalid_request("Give starting_after or ending_before, not both.", param="ending_before")
-    return PageRequest(
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-        created_gte=_utc(created_gte, param="created_gte"),
-        created_lte=_utc(created_lte, param="created_lte"),
-    )
-
+# Event ids are `evt_<intent>_<nnnn>`: wider than the general object id pattern.
+event_page_request = page_request_for(id_pattern=EVENT_ID_PATTERN, id_length_max=EVENT_ID_LENGTH_MAX, noun="event")
 
 EventPage = Annotated[PageRequest, Depends(event_page_request)]
 

@@ -6,17 +6,16 @@ endpoints are audited in the same transaction as the change."""
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
 from typing import Annotated, Any, Iterator
 
 import asyncpg
-from fastapi import Body, Depends, Path, Query, Request
+from fastapi import Body, Depends, Path, Request
 
 from api.auth import Principal, tenant_key
 from api.config import TIER_WRITE
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
-from api.pagination import PageParams
+from api.pagination import PageParams, page_request_for
 from api.routing import settle_router
 from api.schemas_webhooks import (
     WebhookDeliveryList,
@@ -48,7 +47,7 @@ from db.webhooks import (
     rotate_endpoint_secret,
     update_endpoint,
 )
-from domain.pagination import LIMIT_DEFAULT, LIMIT_MAX, Page, PageRequest, as_utc
+from domain.pagination import Page, PageRequest
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, AuditAction, Scope
 from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRuleError
 
@@ -147,51 +146,7 @@ def _settings_of(endpoint: WebhookEndpointRead) -> dict[str, Any]:
     }
 
 
-def delivery_page_request(
-    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description=f"Objects per page, 1 to {LIMIT_MAX}.")] = LIMIT_DEFAULT,
-    starting_after: Annotated[
-        str | None,
-        Query(
-            pattern=DELIVERY_ID_PATTERN,
-            max_length=DELIVERY_ID_LENGTH_MAX,
-            description="A cursor: the id of the last delivery of the previous page; returns older ones.",
-        ),
-    ] = None,
-    ending_before: Annotated[
-        str | None,
-        Query(
-            pattern=DELIVERY_ID_PATTERN,
-            max_length=DELIVERY_ID_LENGTH_MAX,
-            description="A cursor: the id of the first delivery of the previous page; returns newer ones.",
-        ),
-    ] = None,
-    created_gte: Annotated[
-        datetime | None, Query(description="Only deliveries created at or after this time (ISO 8601; UTC if no offset).")
-    ] = None,
-    created_lte: Annotated[
-        datetime | None, Query(description="Only deliveries created at or before this time (ISO 8601; UTC if no offset).")
-    ] = None,
-) -> PageRequest:
-    """`api.pagination.page_request`, with cursors shaped like delivery ids."""
-    if starting_after and ending_before:
-        raise invalid_request("Give starting_after or ending_before, not both.", param="ending_before")
-    return PageRequest(
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-        created_gte=_utc(created_gte, param="created_gte"),
-        created_lte=_utc(created_lte, param="created_lte"),
-    )
-
-
-def _utc(value: datetime | None, *, param: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return as_utc(value)
-    except (OverflowError, ValueError):
-        raise invalid_request(f"{param} is out of range", param=param) from None
-
+delivery_page_request = page_request_for(id_pattern=DELIVERY_ID_PATTERN, id_length_max=DELIVERY_ID_LENGTH_MAX, noun="delivery")
 
 DeliveryPageParams = Annotated[PageRequest, Depends(delivery_page_request)]
 
