@@ -11,7 +11,6 @@ which the pure engine's test covers.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime
 
@@ -21,23 +20,7 @@ from hypothesis import strategies as st
 from db import ledger_store
 from db.ledger_invariants import check_ledger_invariants
 from db.ledger_store import LedgerStore
-from tests.domain.ledger_model import LedgerModel, scenarios
-
-
-def _stored_view(transfer) -> tuple:
-    return (
-        transfer.debit_account_id,
-        transfer.credit_account_id,
-        transfer.amount,
-        transfer.pending_id,
-        transfer.ledger,
-        transfer.asset,
-        transfer.code,
-        int(transfer.flags),
-        transfer.timeout_s,
-        json.dumps(transfer.metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-        None if transfer.pending_status is None else str(transfer.pending_status),
-    )
+from tests.domain.ledger_model import LedgerModel, scenarios, stored_transfer_view
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -75,7 +58,7 @@ async def test_store_matches_the_reference_model(db_pool, data):
         for transfer_id in model.transfer_view():
             transfer = await store.get_transfer(transfer_id)
             assert transfer is not None, transfer_id
-            stored[transfer_id] = _stored_view(transfer)
+            stored[transfer_id] = stored_transfer_view(transfer)
         assert stored == model.transfer_view()
         # Nothing more than the model's transfers was written.
         rows = await db_pool.fetch(

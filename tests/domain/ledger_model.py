@@ -22,6 +22,24 @@ BALANCE_LIMIT = 10**78 - 1
 TIMEOUT_LIMIT_S = 10 * 366 * 24 * 3600
 
 
+def stored_transfer_view(transfer) -> tuple:
+    """A stored `domain.ledger.Transfer` in the shape of `LedgerModel.transfer_view()`'s values,
+    so the engine's and the store's transfers compare with the model's."""
+    return (
+        transfer.debit_account_id,
+        transfer.credit_account_id,
+        transfer.amount,
+        transfer.pending_id,
+        transfer.ledger,
+        transfer.asset,
+        transfer.code,
+        int(transfer.flags),
+        transfer.timeout_s,
+        json.dumps(transfer.metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        None if transfer.pending_status is None else str(transfer.pending_status),
+    )
+
+
 def _bad_text(value, limit):
     """'empty', 'bad' or None."""
     if not value:

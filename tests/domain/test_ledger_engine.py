@@ -27,7 +27,7 @@ from domain.ledger import (
     TransferFlags,
     create_accounts,
 )
-from tests.domain.ledger_model import LedgerModel, scenarios
+from tests.domain.ledger_model import LedgerModel, scenarios, stored_transfer_view
 
 R = CreateTransferResult
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -316,29 +316,11 @@ def run_engine_and_model(scenario):
     return state, model
 
 
-def transfer_view(transfer) -> tuple:
-    import json
-
-    return (
-        transfer.debit_account_id,
-        transfer.credit_account_id,
-        transfer.amount,
-        transfer.pending_id,
-        transfer.ledger,
-        transfer.asset,
-        transfer.code,
-        int(transfer.flags),
-        transfer.timeout_s,
-        json.dumps(transfer.metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-        None if transfer.pending_status is None else str(transfer.pending_status),
-    )
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios("p/"))
 def test_engine_matches_the_reference_model(scenario):
     state, model = run_engine_and_model(scenario)
-    assert {i: transfer_view(t) for i, t in state.transfers.items()} == model.transfer_view()
+    assert {i: stored_transfer_view(t) for i, t in state.transfers.items()} == model.transfer_view()
     # Double entry: every ledger and asset balances.
     totals: dict[tuple[str, str], list[int]] = {}
     for account in state.accounts.values():
