@@ -1,6 +1,11 @@
 """Signed chain transactions through an outbox: built, signed, persisted (raw bytes, hash, nonce),
 then broadcast. A retried activity finds the stored transaction by its step key and re-broadcasts
-the same bytes, so a step sends at most one transaction whatever happens to the worker."""
+the same bytes, so a step sends at most one transaction whatever happens to the worker.
+
+A transaction left unmined (its fees fell below the market) is replaced: the same nonce, re-signed
+with fees raised by at least 12.5% (nodes refuse a smaller bump), stored before it is broadcast.
+Every signature of the nonce stays on record and any of them may be the one mined; the nonce makes
+sure only one is."""
 
 from __future__ import annotations
 
@@ -16,10 +21,13 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
 
 from activities.errors import ChainUnavailable
-from db.chain import get_transaction, set_transaction_status, store_signed_transaction
+import rlp
+
+from db.chain import StoredTransaction, get_transaction, replace_signed_transaction, set_transaction_status, store_signed_transaction
 
 GAS_HEADROOM_PERCENT = 25
 RECEIPT_POLL_INTERVAL_S = 0.2
+FEE_BUMP_PERCENT = 125  # of the replaced signature's fees; nodes want at least +10%
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,10 @@ class WaitTransactionInput:
     idempotency_key: str
     confirmations_min: int = 1
     wait_max_s: float = 60.0
+    # Unmined this long after the wait began (or the last replacement): re-sign with higher fees.
+    replace_after_s: float = 20.0
+    replacements_max: int = 3  # per activity attempt; a retry may bump again
+    max_fee_per_gas_cap_wei: int = 500 * 10**9
 
 
 @dataclass(frozen=True)
@@ -77,18 +89,16 @@ class TransactionActivities:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + input.wait_max_s
         rebroadcast_at = loop.time() + input.wait_max_s / 4
+        replace_at = loop.time() + input.replace_after_s
+        replacements = 0
         while True:
             activity.heartbeat()
-            try:
-                receipt = await self._w3.eth.get_transaction_receipt(stored.tx_hash)
-            except TransactionNotFound:
-                receipt = None
-            except (OSError, aiohttp.ClientError, Web3Exception) as error:
-                raise ChainUnavailable(str(error)) from error
+            receipt = await self._receipt_of_any(stored)
             if receipt is not None:
-                head = await self._w3.eth.block_number
+                head = await self._chain_call(self._w3.eth.block_number)
                 if head - receipt["blockNumber"] + 1 >= input.confirmations_min:
                     succeeded = receipt["status"] == 1
+                    mined_hash = _hex(receipt["transactionHash"])
                     await set_transaction_status(
                         self._pool,
                         idempotency_key=input.idempotency_key,
@@ -96,8 +106,16 @@ class TransactionActivities:
                         block_number=receipt["blockNumber"],
                     )
                     if not succeeded:
-                        raise ApplicationError(f"transaction {stored.tx_hash} reverted", type="TransactionReverted", non_retryable=True)
-                    return MinedTransaction(stored.tx_hash, receipt["blockNumber"], True, receipt["gasUsed"])
+                        raise ApplicationError(f"transaction {mined_hash} reverted", type="TransactionReverted", non_retryable=True)
+                    return MinedTransaction(mined_hash, receipt["blockNumber"], True, receipt["gasUsed"])
+            elif loop.time() > replace_at and replacements < input.replacements_max:
+                replaced = await self._replace_with_higher_fees(stored, input)
+                if replaced is not None:
+                    stored = replaced
+                    replacements += 1
+                else:
+                    stored = await get_transaction(self._pool, idempotency_key=input.idempotency_key) or stored
+                replace_at = loop.time() + input.replace_after_s
             elif loop.time() > rebroadcast_at:
                 # Not mined for a while (a restarted node dropped its pool?): the same bytes again, once per call.
                 rebroadcast_at = deadline
@@ -105,6 +123,60 @@ class TransactionActivities:
             if loop.time() > deadline:
                 raise ApplicationError(f"transaction {stored.tx_hash} not mined yet", type="TransactionPending")
             await asyncio.sleep(RECEIPT_POLL_INTERVAL_S)
+
+    async def _receipt_of_any(self, stored: StoredTransaction):
+        for tx_hash in stored.tx_hashes:
+            try:
+                return await self._w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                continue
+            except (OSError, aiohttp.ClientError, Web3Exception) as error:
+                raise ChainUnavailable(str(error)) from error
+        return None
+
+    async def _replace_with_higher_fees(self, stored: StoredTransaction, input: WaitTransactionInput) -> StoredTransaction | None:
+        """Re-sign the stored transaction's nonce, call and gas with fees raised by FEE_BUMP_PERCENT
+        (and at least what the chain asks now), store it, then broadcast it. None if capped, or if
+        another worker replaced it first."""
+        fields = decode_dynamic_fee_transaction(stored.raw_tx)
+        latest = await self._chain_call(self._w3.eth.get_block("latest"))
+        market_priority_fee = await self._chain_call(self._w3.eth.max_priority_fee)
+        priority_fee = max(_bumped(fields["max_priority_fee_per_gas"]), market_priority_fee)
+        max_fee = max(_bumped(fields["max_fee_per_gas"]), 2 * latest.get("baseFeePerGas", 0) + priority_fee)
+        if max_fee > input.max_fee_per_gas_cap_wei:
+            activity.logger.warning("tx %s for %s stays unmined: a bump to %d wei/gas is over the cap", stored.tx_hash,
+                                    input.idempotency_key, max_fee)
+            return None
+        signed = self._relayer.sign_transaction(
+            {
+                "chainId": self._chain_id,
+                "nonce": stored.nonce,
+                "to": fields["to"],
+                "data": fields["data"],
+                "value": fields["value"],
+                "gas": fields["gas"],
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": min(priority_fee, max_fee),
+                "type": 2,
+            }
+        )
+        tx_hash = "0x" + signed.hash.hex().removeprefix("0x")
+        raw_tx = "0x" + signed.raw_transaction.hex().removeprefix("0x")
+        replaced = await replace_signed_transaction(
+            self._pool, idempotency_key=input.idempotency_key, replaced_tx_hash=stored.tx_hash, tx_hash=tx_hash, raw_tx=raw_tx
+        )
+        if replaced is None:
+            return None
+        activity.logger.warning("tx %s for %s (nonce %d) unmined: replaced by %s at %d wei/gas", stored.tx_hash,
+                                input.idempotency_key, stored.nonce, tx_hash, max_fee)
+        await self._broadcast(raw_tx, tx_hash)
+        return replaced
+
+    async def _chain_call(self, awaitable):
+        try:
+            return await awaitable
+        except (OSError, aiohttp.ClientError, Web3Exception) as error:
+            raise ChainUnavailable(str(error)) from error
 
     async def _sign_and_store(self, input: SendTransactionInput):
         to = AsyncWeb3.to_checksum_address(input.to)
@@ -165,3 +237,32 @@ class TransactionActivities:
             raise ChainUnavailable(str(error)) from error
         except (OSError, aiohttp.ClientError, Web3Exception) as error:
             raise ChainUnavailable(str(error)) from error
+
+
+def decode_dynamic_fee_transaction(raw_tx: str) -> dict:
+    """The fields of a signed EIP-1559 transaction (0x02 || rlp([chainId, nonce, maxPriorityFee,
+    maxFee, gas, to, value, data, accessList, v, r, s]))."""
+    raw = bytes.fromhex(raw_tx.removeprefix("0x"))
+    assert raw[0] == 2, "the outbox signs type-2 transactions only"
+    items = rlp.decode(raw[1:])
+    as_int = lambda item: int.from_bytes(item, "big")  # noqa: E731
+    return {
+        "chain_id": as_int(items[0]),
+        "nonce": as_int(items[1]),
+        "max_priority_fee_per_gas": as_int(items[2]),
+        "max_fee_per_gas": as_int(items[3]),
+        "gas": as_int(items[4]),
+        "to": AsyncWeb3.to_checksum_address(items[5]),
+        "value": as_int(items[6]),
+        "data": "0x" + items[7].hex(),
+    }
+
+
+def _bumped(fee_wei: int) -> int:
+    return -(-fee_wei * FEE_BUMP_PERCENT // 100)
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, str):
+        return value.lower() if value.startswith("0x") else "0x" + value.lower()
+    return "0x" + bytes(value).hex()

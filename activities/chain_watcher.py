@@ -173,9 +173,12 @@ class ChainWatcherActivities:
                 head_block_number=head,
             )
             if not await self._signal(payment.intent_id, SIGNAL_PAYMENT_OBSERVED, signal, result):
-                # The intent's workflow is closed: the payment is late; stored, evented by the intent's record.
-                await chain_db.mark_payment_late(self._pool, chain_id=payment.chain_id, tx_hash=payment.tx_hash, log_index=payment.log_index)
-                activity.logger.warning("late payment %s:%d to closed intent %s", payment.tx_hash, payment.log_index, payment.intent_id)
+                # The intent's workflow has closed (its late window is over): recorded and evented here.
+                if await chain_db.record_late_payment(self._pool, payment=payment):
+                    activity.logger.warning(
+                        "late payment %s:%d of %d base units to closed intent %s: recorded, left at its deposit address",
+                        payment.tx_hash, payment.log_index, payment.amount_base_units, payment.intent_id,
+                    )
         result.payments_seen += len(payments)
         return True
 

@@ -1,41 +1,23 @@
-"""Payment intents' side effects: the read model and events (one transaction per change), ledger
-postings (ids derived from the intent and step), and the sweep call's calldata."""
+"""Payment intents' side effects: per change, the ledger postings it calls for (ids derived from
+the intent and step), then the read model, the events and the sweep request, in one transaction."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from db.ledger_store import LedgerStore
-from domain.ledger import (
-    AccountCode,
-    AccountFlags,
-    CreateAccountResult,
-    CreateTransferResult,
-    NewAccount,
-    NewTransfer,
-    TransferFlags,
-)
+from activities.ledger_postings import ledger_account_id, post_moves
 from contracts.deposit import deposit_salt, predict_deposit_address
+from db.ledger_store import LedgerStore
+from db.sweeps import SweepRequest, request_sweep
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
 
-SWEEP_SELECTOR = function_signature_to_4byte_selector("sweep(bytes32,address)")
-# Asset-side accounts hold tokens: they may never send more than they received.
-ACCOUNT_FLAGS_BY_CODE = {
-    AccountCode.CUSTOMER_DEPOSITS: AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
-    AccountCode.TREASURY: AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS,
-    AccountCode.MERCHANT_AVAILABLE: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-    AccountCode.PLATFORM_FEES: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-    AccountCode.UNALLOCATED: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-}
+__all__ = ["ledger_account_id"]  # re-exported: the intents' ledger accounts are named here too
 
 
 @dataclass(frozen=True)
@@ -58,24 +40,10 @@ class IntentRecord:
     view: PaymentIntentView
     events: list[tuple[str, str]]  # (event id, event type)
     register: bool = False
-
-
-@dataclass(frozen=True)
-class PostIntentLedgerInput:
-    ledger_id: str
-    asset_key: str
-    tenant_id: str
-    moves: list[LedgerMove]
-
-
-@dataclass(frozen=True)
-class SweepCallInput:
-    salt: str
-    token: str
-
-
-def ledger_account_id(*, ledger_id: str, asset_key: str, code: str) -> str:
-    return f"{ledger_id}/{asset_key}/{code}"
+    # Posted before the read model changes, so an event never announces money the ledger lacks.
+    moves: list[LedgerMove] = field(default_factory=list)
+    # What the deposit address holds per the ledger after `moves`; raising it asks for a sweep.
+    held_base_units: int = 0
 
 
 def intent_object(input: PaymentIntentInput, view: PaymentIntentView) -> dict[str, Any]:  # noqa: D401
@@ -100,6 +68,8 @@ def intent_object(input: PaymentIntentInput, view: PaymentIntentView) -> dict[st
         "metadata": input.metadata,
         "expires_at": input.expires_at,
         "payments": [asdict(p) for p in view.payments],
+        # The webhook dispatcher also delivers every event of the intent here (db.webhooks.fan_out_events).
+        "notify_url": input.notify_url,
     }
 
 
@@ -124,20 +94,23 @@ class PaymentIntentActivities:
         """Read model + payments' flags + events, in one transaction; safe to run again."""
         input, view = record.input, record.view
         data = intent_object(input, view)
+        await post_moves(
+            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id, moves=record.moves, linked=True
+        )
         async with self._pool.acquire() as connection, connection.transaction():
             if record.register:
                 await connection.execute(
                     """
                     INSERT INTO payment_intents (id, tenant_id, status, chain_id, asset, token_address, deposit_address, amount,
                         fee_bps, confirmations_required, description, metadata, success_url, cancel_url, client_secret_hash,
-                        idempotency_key, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17::timestamptz)
+                        idempotency_key, expires_at, notify_url)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17::timestamptz, $18)
                     ON CONFLICT (id) DO NOTHING
                     """,
                     input.intent_id, input.tenant_id, view.status, input.chain_id, input.asset, input.token_address.lower(),
                     record.deposit.address.lower(), input.amount_base_units, input.fee_bps, input.confirmations_required,
                     input.description, json.dumps(input.metadata), input.success_url, input.cancel_url,
-                    input.client_secret_hash, input.idempotency_key, datetime.fromisoformat(input.expires_at),
+                    input.client_secret_hash, input.idempotency_key, datetime.fromisoformat(input.expires_at), input.notify_url,
                 )
                 await connection.execute(
                     """
@@ -160,6 +133,15 @@ class PaymentIntentActivities:
                 await connection.executemany(
                     "UPDATE intent_payments SET late = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3", late_payments
                 )
+            if record.held_base_units > 0:
+                await request_sweep(
+                    connection,
+                    request=SweepRequest(
+                        intent_id=input.intent_id, tenant_id=input.tenant_id, ledger_id=input.ledger_id, asset_key=input.asset_key,
+                        chain_id=input.chain_id, token_address=input.token_address, salt=record.deposit.salt,
+                        held_base_units=record.held_base_units,
+                    ),
+                )
             if record.events:
                 await connection.executemany(
                     """
@@ -170,51 +152,3 @@ class PaymentIntentActivities:
                 )
         if record.events:
             activity.logger.info("intent %s: %s", input.intent_id, ", ".join(t for _, t in record.events))
-
-    @activity.defn
-    async def post_intent_ledger(self, input: PostIntentLedgerInput) -> None:
-        """Create the accounts (idempotent) and post the moves as one linked chain: all or none."""
-        codes = sorted({m.debit_code for m in input.moves} | {m.credit_code for m in input.moves})
-        accounts = [
-            NewAccount(
-                id=ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code),
-                ledger=input.ledger_id,
-                asset=input.asset_key,
-                code=AccountCode(code),
-                owner=input.tenant_id,
-                flags=ACCOUNT_FLAGS_BY_CODE.get(AccountCode(code), AccountFlags.NONE),
-            )
-            for code in codes
-        ]
-        for account, result in zip(accounts, await self._ledger.create_accounts(accounts)):
-            if _result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
-                raise ApplicationError(f"account {account.id}: {_result_code(result)}", type="LedgerAccountRefused", non_retryable=True)
-        transfers = [
-            NewTransfer(
-                id=move.transfer_id,
-                debit_account_id=ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=move.debit_code),
-                credit_account_id=ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=move.credit_code),
-                amount=move.amount_base_units,
-                ledger=input.ledger_id,
-                asset=input.asset_key,
-                code=move.transfer_code,
-                flags=TransferFlags.LINKED if index < len(input.moves) - 1 else TransferFlags.NONE,
-            )
-            for index, move in enumerate(input.moves)
-        ]
-        results = await self._ledger.create_transfers(transfers)
-        for transfer, result in zip(transfers, results):
-            code = _result_code(result)
-            if code not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
-                # Same id with other fields, or a flag broken: a programming or data error, not a retry.
-                raise ApplicationError(f"transfer {transfer.id}: {code}", type="LedgerTransferRefused", non_retryable=True)
-
-    @activity.defn
-    async def build_sweep_call(self, input: SweepCallInput) -> str:
-        salt = bytes.fromhex(input.salt.removeprefix("0x"))
-        assert len(salt) == 32
-        return "0x" + (SWEEP_SELECTOR + abi_encode(["bytes32", "address"], [salt, input.token])).hex()
-
-
-def _result_code(result: object) -> object:
-    return getattr(result, "result", result)

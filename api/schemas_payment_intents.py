@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from api.pagination import ListResponse
+from api.schemas_webhooks import NotifySecretCreated, TargetUrl
 from db.payment_intents import Event, IntentPayment, StoredIntent
 
 DESCRIPTION_LENGTH_MAX = 500
@@ -73,6 +74,14 @@ class PaymentIntentCreate(BaseModel):
         int | None,
         Field(ge=1, le=CONFIRMATIONS_OVERRIDE_MAX, description="Overrides the confirmations a payment needs."),
     ] = None
+    notify_url: Annotated[
+        TargetUrl | None,
+        Field(
+            description="Also deliver every event of this intent here, as a webhook (same envelope, retries and delivery log) "
+            "signed with the tenant's notify secret. Checked like a webhook endpoint's URL: https (plain http only in "
+            "local/test deployments), no credentials, never a private, loopback or cloud-metadata address outside local/test."
+        ),
+    ] = None
 
 
 class PaymentRead(BaseModel):
@@ -131,6 +140,7 @@ class PaymentIntentRead(BaseModel):
     metadata: dict[str, str]
     success_url: str | None
     cancel_url: str | None
+    notify_url: str | None = Field(description="Where every event of this intent is also delivered, signed with the notify secret.")
     expires_at: datetime
     created_at: datetime
     payments: list[PaymentRead]
@@ -159,6 +169,7 @@ class PaymentIntentRead(BaseModel):
             "metadata": intent.metadata,
             "success_url": intent.success_url,
             "cancel_url": intent.cancel_url,
+            "notify_url": intent.notify_url,
             "expires_at": intent.expires_at,
             "created_at": intent.created_at,
             "payments": _payments(intent, confirmations),
@@ -175,6 +186,11 @@ class PaymentIntentCreated(PaymentIntentRead):
         "Settle keeps only its hash. Give it to the customer's browser, never log it."
     )
     checkout_url: str | None = Field(description="The hosted checkout page for this intent (carries the client secret).")
+    notify_secret: NotifySecretCreated | None = Field(
+        default=None,
+        description="Set once: on the first intent naming a notify_url, when the tenant had no notify secret yet and the key "
+        "may manage webhooks (`webhooks:write`). Otherwise null: POST /v1/notify_secret/rotate gives a new one.",
+    )
 
 
 class PaymentIntentPublic(BaseModel):

@@ -1,6 +1,7 @@
-"""Request and response models of the webhook endpoint and delivery-log routes. Inputs forbid
-unknown fields; outputs carry an `object` name; a signing secret appears only in the responses
-that create it (create, rotate_secret), once."""
+"""Request and response models of the webhook endpoint, notify secret and delivery-log routes.
+Inputs forbid unknown fields; outputs carry an `object` name; a signing secret appears only in the
+responses that create it (create, rotate_secret, the notify secret's rotate and the first intent
+with a notify_url), once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.pagination import ListResponse
 from api.schemas import Input
-from db.webhooks import RotatedSecret, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from db.webhooks import DeliveryWithAttempts, NotifySecret, RotatedSecret, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from domain.webhooks import (
     DESCRIPTION_LENGTH_MAX,
     ENABLED_EVENTS_COUNT_MAX,
@@ -22,6 +23,7 @@ from domain.webhooks import (
     DeliveryStatus,
     DisabledReason,
     EndpointHealth,
+    EndpointKind,
     EndpointStatus,
 )
 
@@ -202,6 +204,10 @@ class WebhookDeliveryRead(BaseModel):
     id: str = Field(description="`whd_<event id>_<endpoint id>`: one delivery per event and endpoint.")
     event_id: str
     endpoint_id: str
+    endpoint_kind: EndpointKind = Field(
+        description="`endpoint` (registered through /v1/webhook_endpoints) or `notify_url` (the URL an object named itself, "
+        "signed with the tenant's notify secret; not listed among the endpoints)."
+    )
     event_type: str
     event_created_at: datetime
     status: DeliveryStatus
@@ -220,10 +226,12 @@ class WebhookDeliveryRead(BaseModel):
 
     @classmethod
     def of(cls, delivery: WebhookDelivery, attempts: list[WebhookAttempt], *, attempts_has_more: bool) -> "WebhookDeliveryRead":
+        assert delivery.endpoint_kind is not None, "read the delivery with its endpoint's kind"
         return cls(
             id=delivery.id,
             event_id=delivery.event_id,
             endpoint_id=delivery.endpoint_id,
+            endpoint_kind=delivery.endpoint_kind,
             event_type=delivery.event_type,
             event_created_at=delivery.event_created_at,
             status=delivery.status,
@@ -242,5 +250,52 @@ class WebhookDeliveryRead(BaseModel):
         )
 
 
+    @classmethod
+    def listed(cls, item: DeliveryWithAttempts) -> "WebhookDeliveryRead":
+        return cls.of(item.delivery, item.attempts, attempts_has_more=item.attempts_has_more)
+
+
 class WebhookDeliveryList(ListResponse[WebhookDeliveryRead]):
     pass
+
+
+# ---------------------------------------------------------------------------- the notify secret
+class NotifySecretRead(BaseModel):
+    """The tenant's notify secret, which signs every delivery to a `notify_url` its objects name.
+    Never the secret itself."""
+
+    object: Literal["notify_secret"] = "notify_secret"
+    created_at: datetime | None = Field(
+        description="When the current secret was made; null: none yet (the first payment intent with a notify_url, "
+        "or POST /v1/notify_secret/rotate, creates it)."
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        description="While a rotated secret still signs beside the current one (both signatures on every delivery): until then."
+    )
+
+    @classmethod
+    def of(cls, notify_secret: NotifySecret) -> "NotifySecretRead":
+        return cls(created_at=notify_secret.created_at, previous_secret_expires_at=notify_secret.previous_expires_at)
+
+
+class NotifySecretRotation(BaseModel):
+    object: Literal["notify_secret_rotation"] = "notify_secret_rotation"
+    notify_secret: NotifySecretRead
+    secret: str | None = Field(
+        description=(
+            "The new notify secret (`whsec_...`), shown in this response only: store it now. A replay of this "
+            "response (same Idempotency-Key) has null here."
+        )
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then the previous secret signs beside the new one; null: it stopped at once (or there was none)."
+    )
+
+
+class NotifySecretCreated(BaseModel):
+    """The notify secret made by the first payment intent that named a notify_url: shown once."""
+
+    object: Literal["notify_secret"] = "notify_secret"
+    secret: str | None = Field(
+        description="`whsec_...`: verifies deliveries to every notify_url of this tenant. Store it now; a replay has null here."
+    )

@@ -2,7 +2,7 @@
 
 Starts its own stack (fresh chain, fresh Temporal database) without the API or a worker, runs a
 worker in this process, and measures, on the same Temporal server in the same run:
-  - baseline: empty workflows/s, and workflows with as many activities as an intent runs;
+  - baseline: empty workflows/s, and workflows with as many (regular, local) activities as an intent runs;
   - intents: N created concurrently, each paid by its own transfer, settled and swept → intents/s;
   - at a fixed offered load, p50/p95 from the block that confirms the payment to `succeeded`
     (the events table's timestamp of payment_intent.succeeded);
@@ -54,23 +54,28 @@ class BenchEmptyWorkflow:
 @workflow.defn(name="BenchActivitiesWorkflow", sandboxed=False)
 class BenchActivitiesWorkflow:
     @workflow.run
-    async def run(self, activities: int) -> None:
+    async def run(self, activities: int, local_activities: int) -> None:
         for step in range(activities):
             await workflow.execute_activity(bench_noop, step, start_to_close_timeout=timedelta(seconds=10))
+        for step in range(local_activities):
+            await workflow.execute_local_activity(bench_noop, step, start_to_close_timeout=timedelta(seconds=10))
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def workflows_per_s(client: Client, task_queue: str, count: int, *, activities: int | None) -> float:
+async def workflows_per_s(client: Client, task_queue: str, count: int, *, activities: tuple[int, int] | None) -> float:
+    """Workflows/s: empty ones (activities None), or each running (regular, local) activities."""
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:8]
     if activities is None:
         coros = [client.execute_workflow(BenchEmptyWorkflow.run, id=f"bench-empty-{run_id}-{i}", task_queue=task_queue) for i in range(count)]
     else:
         coros = [
-            client.execute_workflow(BenchActivitiesWorkflow.run, activities, id=f"bench-acts-{run_id}-{i}", task_queue=task_queue)
+            client.execute_workflow(
+                BenchActivitiesWorkflow.run, args=list(activities), id=f"bench-acts-{run_id}-{i}", task_queue=task_queue
+            )
             for i in range(count)
         ]
     await asyncio.wait_for(asyncio.gather(*coros), timeout=WAIT_S_MAX)
@@ -122,7 +127,7 @@ async def run(args: argparse.Namespace) -> dict:
 
     import asyncpg
 
-    from worker.main import build_worker, ensure_chain_watcher, open_clients
+    from worker.main import build_worker, ensure_chain_watcher, ensure_sweeper, open_clients
     from workflows.payment_intent_workflow import start_payment_intent
     from domain.payment_intents import PaymentIntentInput
 
@@ -152,6 +157,7 @@ async def run(args: argparse.Namespace) -> dict:
                 client, task_queue=bench_queue, workflows=[BenchEmptyWorkflow, BenchActivitiesWorkflow], activities=[bench_noop]
             ):
                 await ensure_chain_watcher(client, settings)
+                await ensure_sweeper(client, settings)
                 asset = settings.assets()["usdc"]
                 payer = Payer(description)
 
@@ -197,7 +203,9 @@ async def run(args: argparse.Namespace) -> dict:
 
                 log("baselines on the same Temporal server")
                 empty_per_s = await workflows_per_s(client, bench_queue, args.intents, activities=None)
-                activities_baseline_per_s = await workflows_per_s(client, bench_queue, args.intents, activities=activities_per_intent)
+                activities_baseline_per_s = await workflows_per_s(
+                    client, bench_queue, args.intents, activities=(activities_per_intent, local_markers)
+                )
         await pool.close()
         quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
         return {
@@ -235,7 +243,8 @@ def main() -> None:
     print(f"intents settled: {result['intents_per_s']}/s ({result['intents']} concurrently created and paid)")
     print(f"baseline empty workflows: {result['empty_workflow_baseline_per_s']}/s  "
           f"(ratio {result['ratio_vs_empty_baseline']}; goal >= 0.5)")
-    print(f"baseline workflows with {result['activities_per_intent']} activities: {result['activities_workflow_baseline_per_s']}/s")
+    print(f"baseline workflows with {result['activities_per_intent']} activities and {result['local_activities_per_intent']} local "
+          f"activities: {result['activities_workflow_baseline_per_s']}/s")
     print(f"confirming block -> succeeded at {result['offered_load_per_s']}/s: p50 {result['settle_latency_p50_s']} s, "
           f"p95 {result['settle_latency_p95_s']} s (goal p95 < 1 s; {result['latency_samples']} samples)")
     print(f"history events per intent: {result['state_transitions_per_intent']} "

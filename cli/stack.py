@@ -132,6 +132,8 @@ class Stack:
         self.save_state(state)
         services["temporal"] = self._up_temporal(services.get("temporal", {}))
         self.save_state(state)
+        # A server reused from an older checkout may lack attributes added since.
+        asyncio.run(_ensure_search_attributes(f"127.0.0.1:{services['temporal']['port']}"))
         services["anvil"] = self._up_anvil(services.get("anvil", {}))
         self.save_state(state)
         database_url = services["postgres"]["database_url"]
@@ -528,6 +530,23 @@ async def _wait_temporal_healthy(address: str, timeout_s: float = 60) -> None:
             last_error = error
         await asyncio.sleep(0.1)
     raise StackError(f"Temporal at {address} did not become healthy: {last_error}")
+
+
+async def _ensure_search_attributes(address: str) -> None:
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.client import Client
+
+    client = await Client.connect(address, namespace=TEMPORAL_NAMESPACE)
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=TEMPORAL_NAMESPACE))
+    missing = {key.name for key in ALL_SEARCH_ATTRIBUTES} - set(listed.custom_attributes)
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=TEMPORAL_NAMESPACE,
+                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in sorted(missing)},
+            )
+        )
 
 
 async def _prepare_database(database_url: str) -> None:

@@ -3,6 +3,7 @@ payments it matched, and the signed-transaction outbox with its nonces."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -40,6 +41,13 @@ class StoredTransaction:
     tx_hash: str
     raw_tx: str
     status: str
+    # Earlier signatures of the same nonce, replaced by a fee bump: any of them may be the one mined.
+    replaced_tx_hashes: tuple[str, ...] = ()
+
+    @property
+    def tx_hashes(self) -> tuple[str, ...]:
+        """Newest first."""
+        return (self.tx_hash, *reversed(self.replaced_tx_hashes))
 
 
 # ------------------------------------------------------------------ watcher cursor
@@ -160,10 +168,38 @@ async def orphan_payments(pool: asyncpg.Pool, *, chain_id: int, block_hashes: li
     return sorted({(row["intent_id"], row["block_hash"]) for row in rows})
 
 
-async def mark_payment_late(pool: asyncpg.Pool, *, chain_id: int, tx_hash: str, log_index: int) -> None:
-    await pool.execute(
-        "UPDATE intent_payments SET late = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3", chain_id, tx_hash, log_index
-    )
+async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -> bool:
+    """A payment to an intent whose workflow has closed (after its late window): marked late and
+    evented (`payment_intent.payment_late`, its id derived from the payment, so a repeated pass
+    writes it once) in one transaction. The event carries the intent as of its latest event with
+    this payment added. The money stays at the deposit address: refundable by hand. True if new."""
+    event_id = f"evt_{payment.intent_id.removeprefix('pi_')}_late_{payment.tx_hash.removeprefix('0x')[:16]}_{payment.log_index}"
+    payment_object = {
+        "tx_hash": payment.tx_hash,
+        "log_index": payment.log_index,
+        "amount": str(payment.amount_base_units),
+        "block_number": payment.block_number,
+        "block_hash": payment.block_hash,
+        "late": True,
+        "orphaned": False,
+    }
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "UPDATE intent_payments SET late = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3",
+            payment.chain_id, payment.tx_hash, payment.log_index,
+        )
+        status = await connection.execute(
+            """
+            INSERT INTO events (id, tenant_id, type, object_id, data)
+            SELECT $1, latest.tenant_id, 'payment_intent.payment_late', $2,
+                jsonb_set(latest.data, '{payments}', COALESCE(latest.data -> 'payments', '[]'::jsonb) || jsonb_build_array($3::jsonb))
+            FROM (SELECT tenant_id, data FROM events WHERE object_id = $2 AND type LIKE 'payment_intent.%'
+                  ORDER BY created_at DESC, id DESC LIMIT 1) AS latest
+            ON CONFLICT (id) DO NOTHING
+            """,
+            event_id, payment.intent_id, json.dumps(payment_object),
+        )
+    return status.endswith(" 1")
 
 
 async def intents_confirming(pool: asyncpg.Pool, *, chain_id: int, limit: int = 1000) -> list[str]:
@@ -179,10 +215,17 @@ async def intents_confirming(pool: asyncpg.Pool, *, chain_id: int, limit: int = 
 # ------------------------------------------------------------------ signed-transaction outbox
 async def get_transaction(pool: asyncpg.Pool, *, idempotency_key: str) -> StoredTransaction | None:
     row = await pool.fetchrow(
-        "SELECT idempotency_key, chain_id, sender, nonce, tx_hash, raw_tx, status FROM chain_transactions WHERE idempotency_key = $1",
+        f"SELECT {TRANSACTION_COLUMNS} FROM chain_transactions WHERE idempotency_key = $1",
         idempotency_key,
     )
-    return StoredTransaction(**dict(row)) if row else None
+    return _transaction(row) if row else None
+
+
+TRANSACTION_COLUMNS = "idempotency_key, chain_id, sender, nonce, tx_hash, raw_tx, status, replaced_tx_hashes"
+
+
+def _transaction(row: asyncpg.Record) -> StoredTransaction:
+    return StoredTransaction(**{**dict(row), "replaced_tx_hashes": tuple(row["replaced_tx_hashes"] or ())})
 
 
 async def store_signed_transaction(
@@ -211,11 +254,10 @@ async def store_signed_transaction(
             "SELECT next_nonce FROM chain_nonces WHERE chain_id = $1 AND sender = $2 FOR UPDATE", chain_id, sender
         )
         existing = await connection.fetchrow(
-            "SELECT idempotency_key, chain_id, sender, nonce, tx_hash, raw_tx, status FROM chain_transactions WHERE idempotency_key = $1",
-            idempotency_key,
+            f"SELECT {TRANSACTION_COLUMNS} FROM chain_transactions WHERE idempotency_key = $1", idempotency_key
         )
         if existing:
-            return StoredTransaction(**dict(existing))
+            return _transaction(existing)
         # Someone else (a deploy script, another tool) may have used this key: never go below the node.
         nonce = max(next_nonce, node_pending_nonce)
         tx_hash, raw_tx = sign(nonce)
@@ -235,6 +277,23 @@ async def store_signed_transaction(
             raw_tx,
         )
         return StoredTransaction(idempotency_key, chain_id, sender, nonce, tx_hash, raw_tx, "signed")
+
+
+async def replace_signed_transaction(
+    pool: asyncpg.Pool, *, idempotency_key: str, replaced_tx_hash: str, tx_hash: str, raw_tx: str
+) -> StoredTransaction | None:
+    """Store a fee-bumped signature of the same nonce in place of `replaced_tx_hash`, which is kept
+    among the hashes to look for. None if another worker replaced it first (compare-and-set)."""
+    row = await pool.fetchrow(
+        f"""
+        UPDATE chain_transactions
+        SET replaced_tx_hashes = array_append(replaced_tx_hashes, tx_hash), tx_hash = $3, raw_tx = $4, updated_at = now()
+        WHERE idempotency_key = $1 AND tx_hash = $2
+        RETURNING {TRANSACTION_COLUMNS}
+        """,
+        idempotency_key, replaced_tx_hash, tx_hash, raw_tx,
+    )
+    return _transaction(row) if row else None
 
 
 async def set_transaction_status(pool: asyncpg.Pool, *, idempotency_key: str, status: str, block_number: int | None = None) -> None:

@@ -64,6 +64,8 @@ class StoredIntent:
     created_at: datetime
     updated_at: datetime
     payments: tuple[IntentPayment, ...] = ()
+    # Where every event of the intent is also delivered (signed with the tenant's notify secret).
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def _intent(row: asyncpg.Record, payments: tuple[IntentPayment, ...] = ()) -> St
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         payments=payments,
+        notify_url=row["notify_url"],
     )
 
 

@@ -21,8 +21,10 @@ from typing import Any, AsyncIterator, Sequence
 import asyncpg
 from Crypto.Cipher import AES
 
-from db.audit import NO_VALUE, Clause, Connection, fetch_page, new_object_id
+from db.audit import NO_VALUE, Actor, Clause, Connection, fetch_page, new_object_id, record_audit_event
+from db.payment_intents import EventNotFound
 from domain.pagination import Page, PageRequest
+from domain.tenants import AuditAction
 from domain.webhooks import (
     ENDPOINTS_PER_TENANT_MAX,
     ERROR_STORED_MAX,
@@ -54,6 +56,8 @@ DEFAULT_ROUTE = "default"
 NOTIFY_CHANNEL = "settle_webhook_events"
 _OWNER_ENDPOINT = "endpoint"
 _OWNER_TENANT = "tenant"
+# The audit log's object type for a tenant's notify secret (its object id is the tenant's).
+NOTIFY_SECRET_OBJECT_TYPE = "notify_secret"
 # Signing secrets used at once for one owner: the current one and those still in overlap.
 _SIGNING_SECRETS_MAX = 3
 
@@ -201,6 +205,36 @@ class WebhookDelivery:
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # A registered endpoint, or the hidden one a `notify_url` made; None where the read did not join it.
+    endpoint_kind: EndpointKind | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryWithAttempts:
+    delivery: WebhookDelivery
+    # The latest attempts, newest first.
+    attempts: list["WebhookAttempt"]
+    # Whether older attempts exist beyond `attempts`.
+    attempts_has_more: bool
+
+
+@dataclass(frozen=True)
+class NotifySecret:
+    """The tenant's notify secret as reads show it: never the secret itself."""
+
+    # When the current secret was made; None: the tenant has none yet.
+    created_at: datetime | None
+    # Until then a rotated secret still signs beside the current one.
+    previous_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """What `prepare_notify_url` made ready: the hidden endpoint, and the notify secret when it
+    was created just now (shown once)."""
+
+    endpoint_id: str
+    secret_created: str | None
 
 
 @dataclass(frozen=True)
@@ -258,6 +292,7 @@ def _delivery(row: asyncpg.Record) -> WebhookDelivery:
         completed_at=row["completed_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        endpoint_kind=EndpointKind(row["endpoint_kind"]) if row.get("endpoint_kind") is not None else None,
     )
 
 
@@ -306,7 +341,11 @@ async def _rotate_secret(
         owner_kind,
         owner_id,
     )
-    previous_expires_at = now + timedelta(seconds=overlap_s) if overlap_s > 0 else None
+    current = await connection.fetchval(
+        "SELECT 1 FROM webhook_signing_secrets WHERE owner_kind = $1 AND owner_id = $2 AND expires_at IS NULL", owner_kind, owner_id
+    )
+    # Nothing signs yet (a tenant's first notify secret): there is no previous secret to keep.
+    previous_expires_at = now + timedelta(seconds=overlap_s) if overlap_s > 0 and current is not None else None
     if previous_expires_at is None:
         await connection.execute(
             "DELETE FROM webhook_signing_secrets WHERE owner_kind = $1 AND owner_id = $2", owner_kind, owner_id
@@ -469,12 +508,86 @@ async def rotate_endpoint_secret(
 
 
 async def rotate_notify_secret(connection: Connection, *, secret_box: SecretBox, tenant_id: str, overlap_s: int) -> RotatedSecret:
-    """The secret that signs deliveries to the `notify_url`s a tenant's objects name; created on
-    first use, so a tenant rotates it (overlap 0) to learn it."""
+    """A new notify secret (the one that signs deliveries to the `notify_url`s a tenant's objects
+    name), returned once; the previous one keeps signing beside it for `overlap_s`. The first
+    rotation of a tenant without one creates it."""
     async with _transaction(connection) as transaction:
         return await _rotate_secret(
             transaction, secret_box=secret_box, owner_kind=_OWNER_TENANT, owner_id=tenant_id, overlap_s=overlap_s
         )
+
+
+async def get_notify_secret(connection: Connection, *, tenant_id: str) -> NotifySecret:
+    """When the tenant's notify secret was made and until when a rotated one still signs."""
+    rows = await connection.fetch(
+        """
+        SELECT created_at, expires_at FROM webhook_signing_secrets
+        WHERE owner_kind = $1 AND owner_id = $2 AND (expires_at IS NULL OR expires_at > now())
+        ORDER BY created_at DESC LIMIT $3
+        """,
+        _OWNER_TENANT,
+        tenant_id,
+        _SIGNING_SECRETS_MAX,
+    )
+    current = next((row for row in rows if row["expires_at"] is None), None)
+    previous = [row["expires_at"] for row in rows if row["expires_at"] is not None]
+    return NotifySecret(created_at=current["created_at"] if current else None, previous_expires_at=max(previous, default=None))
+
+
+async def _ensure_notify_secret(connection: asyncpg.Connection, *, secret_box: SecretBox, tenant_id: str) -> str | None:
+    """The tenant's notify secret, created if it has none: returns it when created (once), else
+    None. Runs inside the caller's transaction."""
+    exists = "SELECT 1 FROM webhook_signing_secrets WHERE owner_kind = $1 AND owner_id = $2 AND expires_at IS NULL"
+    if await connection.fetchval(exists, _OWNER_TENANT, tenant_id) is not None:
+        return None
+    # The rotations' lock: creations and rotations of one tenant's secret run one at a time.
+    await connection.execute("SELECT pg_advisory_xact_lock(hashtext('webhook_secret/' || $1 || '/' || $2))", _OWNER_TENANT, tenant_id)
+    if await connection.fetchval(exists, _OWNER_TENANT, tenant_id) is not None:
+        return None
+    return await _insert_secret(connection, secret_box=secret_box, owner_kind=_OWNER_TENANT, owner_id=tenant_id)
+
+
+async def _upsert_notify_endpoint(connection: asyncpg.Connection, *, tenant_id: str, url: str, enable: bool) -> str:
+    """The hidden endpoint of kind `notify_url` for (tenant, url); `enable` also enables it again
+    when a 410 had disabled it."""
+    return await connection.fetchval(
+        """
+        INSERT INTO webhook_endpoints (id, tenant_id, kind, url, enabled_events) VALUES ($1, $2, 'notify_url', $3, '{*}')
+        ON CONFLICT (tenant_id, url) WHERE kind = 'notify_url' DO UPDATE SET
+            status = CASE WHEN $4 THEN 'enabled' ELSE webhook_endpoints.status END,
+            disabled_reason = CASE WHEN $4 THEN NULL ELSE webhook_endpoints.disabled_reason END,
+            updated_at = CASE WHEN $4 AND webhook_endpoints.status <> 'enabled' THEN now() ELSE webhook_endpoints.updated_at END
+        RETURNING id
+        """,
+        new_object_id(ID_PREFIX_ENDPOINT),
+        tenant_id,
+        url,
+        enable,
+    )
+
+
+async def prepare_notify_url(
+    connection: Connection, *, secret_box: SecretBox, url_policy: UrlPolicy, tenant_id: str, url: str, actor: Actor
+) -> NotifyTarget:
+    """Ready a `notify_url` an object is about to name: the URL checked like an endpoint's (the
+    WebhookRuleError names `notify_url`), its hidden endpoint made (or enabled again: a new object
+    naming a URL that once answered 410 asks for deliveries there), and the tenant's notify secret
+    created on this first need, returned once and audited."""
+    parse_target_url(url, policy=url_policy, param="notify_url")
+    async with _transaction(connection) as transaction:
+        endpoint_id = await _upsert_notify_endpoint(transaction, tenant_id=tenant_id, url=url, enable=True)
+        secret = await _ensure_notify_secret(transaction, secret_box=secret_box, tenant_id=tenant_id)
+        if secret is not None:
+            await record_audit_event(
+                transaction,
+                tenant_id=tenant_id,
+                actor=actor,
+                action=AuditAction.NOTIFY_SECRET_CREATED,
+                object_type=NOTIFY_SECRET_OBJECT_TYPE,
+                object_id=tenant_id,
+                data={"reason": "first notify_url"},
+            )
+    return NotifyTarget(endpoint_id=endpoint_id, secret_created=secret)
 
 
 async def secret_expirations(connection: Connection, *, tenant_id: str, endpoint_id: str) -> list[datetime | None]:
@@ -521,6 +634,67 @@ async def list_deliveries(
     return Page(items=[_delivery(row) for row in result.items], has_more=result.has_more)
 
 
+# Deliveries joined to their endpoint's kind: one query gives a page of either list.
+_DELIVERIES_WITH_KIND = (
+    "(SELECT d.*, w.kind AS endpoint_kind FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id) AS deliveries"
+)
+
+
+async def list_deliveries_with_attempts(
+    connection: Connection,
+    *,
+    tenant_id: str,
+    page: PageRequest,
+    attempts_per_delivery_max: int,
+    endpoint_id: str | None = None,
+    event_id: str | None = None,
+) -> Page[DeliveryWithAttempts]:
+    """A page of deliveries (an endpoint's, an event's, or all), each with its latest attempts:
+    one query for the page and one for every delivery's attempts, however long the page."""
+    assert 1 <= attempts_per_delivery_max <= 100
+    filters: list[Clause] = []
+    if endpoint_id is not None:
+        filters.append(("endpoint_id = {}", endpoint_id))
+    if event_id is not None:
+        filters.append(("event_id = {}", event_id))
+    result = await fetch_page(connection, table=_DELIVERIES_WITH_KIND, scope=[("tenant_id = {}", tenant_id)], filters=filters, page=page)
+    deliveries = [_delivery(row) for row in result.items]
+    attempts: dict[str, list[WebhookAttempt]] = {delivery.id: [] for delivery in deliveries}
+    if deliveries:
+        # One more than shown per delivery says whether older ones exist.
+        rows = await connection.fetch(
+            """
+            SELECT * FROM (
+                SELECT a.*, row_number() OVER (PARTITION BY a.delivery_id ORDER BY a.created_at DESC, a.id DESC) AS position
+                FROM webhook_attempts a WHERE a.delivery_id = ANY($1::text[]) AND a.tenant_id = $2
+            ) ranked
+            WHERE position <= $3
+            ORDER BY delivery_id, position
+            """,
+            list(attempts),
+            tenant_id,
+            attempts_per_delivery_max + 1,
+        )
+        for row in rows:
+            attempts[row["delivery_id"]].append(_attempt(row))
+    items = [
+        DeliveryWithAttempts(
+            delivery=delivery,
+            attempts=attempts[delivery.id][:attempts_per_delivery_max],
+            attempts_has_more=len(attempts[delivery.id]) > attempts_per_delivery_max,
+        )
+        for delivery in deliveries
+    ]
+    return Page(items=items, has_more=result.has_more)
+
+
+async def require_event(connection: Connection, *, tenant_id: str, event_id: str) -> None:
+    """EventNotFound unless the tenant has this event (another tenant's is not found either)."""
+    exists = await connection.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND tenant_id = $2)", event_id, tenant_id)
+    if not exists:
+        raise EventNotFound(event_id)
+
+
 async def list_attempts(connection: Connection, *, tenant_id: str, delivery_id: str, page: PageRequest) -> Page[WebhookAttempt]:
     """A delivery's attempts, newest first: time, status code, latency, truncated response, error."""
     scope: list[Clause] = [("tenant_id = {}", tenant_id), ("delivery_id = {}", delivery_id)]
@@ -528,13 +702,16 @@ async def list_attempts(connection: Connection, *, tenant_id: str, delivery_id: 
     return Page(items=[_attempt(row) for row in result.items], has_more=result.has_more)
 
 
-async def request_redelivery(connection: Connection, *, tenant_id: str, delivery_id: str) -> WebhookDelivery:
+async def request_redelivery(
+    connection: Connection, *, tenant_id: str, delivery_id: str, actor: Actor | None = None
+) -> WebhookDelivery:
     """Deliver once more (a new round, same `webhook-id`). Idempotent: while a round is pending,
-    asking again changes nothing. The dispatcher starts the round's workflow."""
+    asking again changes nothing. The dispatcher starts the round's workflow. With an `actor`,
+    each new round is audited in the same transaction (asking again while pending is not)."""
     async with _transaction(connection) as transaction:
         row = await transaction.fetchrow(
             """
-            SELECT d.*, w.status AS endpoint_status, w.deleted_at AS endpoint_deleted_at
+            SELECT d.*, w.kind AS endpoint_kind, w.status AS endpoint_status, w.deleted_at AS endpoint_deleted_at
             FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
             WHERE d.id = $1 AND d.tenant_id = $2 FOR UPDATE OF d
             """,
@@ -546,18 +723,38 @@ async def request_redelivery(connection: Connection, *, tenant_id: str, delivery
         if row["status"] == DeliveryStatus.PENDING:
             return _delivery(row)
         if row["endpoint_deleted_at"] is not None or row["endpoint_status"] != EndpointStatus.ENABLED:
-            raise WebhookConflict(
-                f"endpoint {row['endpoint_id']} is deleted or disabled; enable it before redelivering",
-                code="webhook_endpoint_disabled",
-            )
+            if row["endpoint_kind"] == EndpointKind.NOTIFY_URL:
+                message = (
+                    f"the notify_url of endpoint {row['endpoint_id']} answered 410 Gone and is disabled; "
+                    "a new payment intent naming that URL enables it again"
+                )
+            else:
+                message = f"endpoint {row['endpoint_id']} is deleted or disabled; enable it before redelivering"
+            raise WebhookConflict(message, code="webhook_endpoint_disabled")
         updated = await transaction.fetchrow(
             """
             UPDATE webhook_deliveries SET round = round + 1, status = 'pending', next_attempt_at = now(),
                 completed_at = NULL, updated_at = now()
-            WHERE id = $1 RETURNING *
+            WHERE id = $1 RETURNING *, $2::text AS endpoint_kind
             """,
             delivery_id,
+            row["endpoint_kind"],
         )
+        if actor is not None:
+            await record_audit_event(
+                transaction,
+                tenant_id=tenant_id,
+                actor=actor,
+                action=AuditAction.WEBHOOK_DELIVERY_REDELIVERED,
+                object_type="webhook_delivery",
+                object_id=delivery_id,
+                data={
+                    "event_id": updated["event_id"],
+                    "endpoint_id": updated["endpoint_id"],
+                    "round": updated["round"],
+                    "previous_status": row["status"],
+                },
+            )
         await transaction.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return _delivery(updated)
 
@@ -644,31 +841,11 @@ async def fan_out_events(pool: asyncpg.Pool, *, secret_box: SecretBox, route: st
 
 
 async def _fan_out_to_notify_url(connection: asyncpg.Connection, *, secret_box: SecretBox, event: asyncpg.Record) -> None:
+    """The API readies every notify_url it accepts (prepare_notify_url); this makes the endpoint
+    and the secret only for events written some other way, so a delivery always has both."""
     tenant_id, url = event["tenant_id"], event["notify_url"]
-    endpoint_id = await connection.fetchval(
-        """
-        INSERT INTO webhook_endpoints (id, tenant_id, kind, url, enabled_events) VALUES ($1, $2, 'notify_url', $3, '{*}')
-        ON CONFLICT (tenant_id, url) WHERE kind = 'notify_url' DO UPDATE SET url = EXCLUDED.url
-        RETURNING id
-        """,
-        new_object_id(ID_PREFIX_ENDPOINT),
-        tenant_id,
-        url,
-    )
-    has_secret = await connection.fetchval(
-        "SELECT 1 FROM webhook_signing_secrets WHERE owner_kind = $1 AND owner_id = $2 AND expires_at IS NULL",
-        _OWNER_TENANT,
-        tenant_id,
-    )
-    if has_secret is None:
-        await connection.execute("SELECT pg_advisory_xact_lock(hashtext('webhook_secret/tenant/' || $1))", tenant_id)
-        has_secret = await connection.fetchval(
-            "SELECT 1 FROM webhook_signing_secrets WHERE owner_kind = $1 AND owner_id = $2 AND expires_at IS NULL",
-            _OWNER_TENANT,
-            tenant_id,
-        )
-        if has_secret is None:
-            await _insert_secret(connection, secret_box=secret_box, owner_kind=_OWNER_TENANT, owner_id=tenant_id)
+    endpoint_id = await _upsert_notify_endpoint(connection, tenant_id=tenant_id, url=url, enable=False)
+    await _ensure_notify_secret(connection, secret_box=secret_box, tenant_id=tenant_id)
     await connection.execute(
         """
         INSERT INTO webhook_deliveries (id, tenant_id, event_id, endpoint_id, event_type, event_created_at)
@@ -966,6 +1143,9 @@ __all__ = [
     "AttemptRecord",
     "CreatedWebhookEndpoint",
     "DeliveryToStart",
+    "DeliveryWithAttempts",
+    "NotifySecret",
+    "NotifyTarget",
     "RecordedAttempt",
     "RotatedSecret",
     "SecretBox",
@@ -983,14 +1163,18 @@ __all__ = [
     "fan_out_events",
     "get_delivery",
     "get_endpoint",
+    "get_notify_secret",
     "list_attempts",
     "list_deliveries",
+    "list_deliveries_with_attempts",
     "list_deliveries_to_start",
     "list_endpoints",
     "load_attempt_context",
     "mark_deliveries_started",
+    "prepare_notify_url",
     "record_attempt",
     "request_redelivery",
+    "require_event",
     "rotate_endpoint_secret",
     "rotate_notify_secret",
     "secret_expirations",

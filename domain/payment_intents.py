@@ -238,6 +238,8 @@ class PaymentIntentInput:
     success_url: str | None = None
     cancel_url: str | None = None
     idempotency_key: str | None = None
+    # Last, so workflows started before it existed still decode their input (None: no notify_url).
+    notify_url: str | None = None
 
 
 @dataclass
@@ -265,7 +267,8 @@ class PaymentIntentView:
     confirmations_required: int
     deposit_address: str
     payments: list[PaymentView]
-    amount_swept: str
+    # Sweeping is the chain's sweeper's work: the read model (payment_intents.amount_swept) knows it.
+    amount_swept: str | None = None
 
 
 # ---------------------------------------------------------------------- ledger postings

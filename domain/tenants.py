@@ -108,6 +108,9 @@ class AuditAction(StrEnum):
     WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated"
     WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
     WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
+    WEBHOOK_DELIVERY_REDELIVERED = "webhook_delivery.redelivered"
+    NOTIFY_SECRET_CREATED = "notify_secret.created"
+    NOTIFY_SECRET_ROTATED = "notify_secret.rotated"
 
 
 class ActorType(StrEnum):

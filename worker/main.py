@@ -26,6 +26,7 @@ from activities.chain_tx import TransactionActivities
 from activities.chain_watcher import ChainWatcherActivities
 from activities.hello import HelloActivities
 from activities.payment_intents import PaymentIntentActivities
+from activities.sweeps import SweepActivities
 from activities.webhook_settings import get_webhook_settings
 from activities.webhooks import create_webhook_http_client, webhook_activities
 from db.ledger_store import LedgerStore
@@ -36,10 +37,11 @@ from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dis
 from workflows.hello_workflow import HelloWorkflow
 from workflows.payment_intent_workflow import PaymentIntentWorkflow
 from workflows.search_attributes import search_attributes
+from workflows.sweeper_workflow import SweeperInput, SweeperWorkflow, sweeper_workflow_id
 
 logger = logging.getLogger("settle.worker")
 
-WORKFLOWS = [HelloWorkflow, ChainWatcherWorkflow, PaymentIntentWorkflow, *WEBHOOK_WORKFLOWS]
+WORKFLOWS = [HelloWorkflow, ChainWatcherWorkflow, PaymentIntentWorkflow, SweeperWorkflow, *WEBHOOK_WORKFLOWS]
 
 
 @dataclass
@@ -69,8 +71,10 @@ def activities_for(clients: WorkerClients, settings: Settings) -> list:
             deposit_factory=settings.contracts["DepositFactory"],
             deposit_implementation=settings.contracts["DepositForwarder"],
         )
-        activities += [intents.assign_deposit_address, intents.record_payment_intent, intents.post_intent_ledger,
-                       intents.build_sweep_call]
+        sweeps = SweepActivities(clients.pool, clients.ledger)
+        activities += [intents.assign_deposit_address, intents.record_payment_intent,
+                       sweeps.wait_for_sweeps_due, sweeps.claim_sweep_batch, sweeps.complete_sweep_batch,
+                       sweeps.release_sweep_batch]
     return activities
 
 
@@ -113,6 +117,21 @@ async def ensure_chain_watcher(client: Client, settings: Settings, *, task_queue
     )
 
 
+async def ensure_sweeper(client: Client, settings: Settings, *, task_queue: str | None = None) -> None:
+    """One sweeper per chain; starting it again while it runs is a no-op."""
+    if "DepositFactory" not in settings.contracts:
+        logger.warning("no deposit factory configured: the sweeper is not started")
+        return
+    await client.start_workflow(
+        SweeperWorkflow.run,
+        SweeperInput(chain_id=settings.chain_id, deposit_factory=settings.contracts["DepositFactory"]),
+        id=sweeper_workflow_id(settings.chain_id),
+        task_queue=task_queue or settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search_attributes(kind="sweeper"),
+    )
+
+
 async def run(settings: Settings) -> None:
     runtime = None
     if settings.worker_metrics_port:
@@ -131,6 +150,7 @@ async def run(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with worker:
             await ensure_chain_watcher(client, settings)
+            await ensure_sweeper(client, settings)
             await start_event_dispatcher(client, task_queue=settings.task_queue)
             logger.info("worker polling task_queue=%s namespace=%s", settings.task_queue, settings.temporal_namespace)
             await stop.wait()

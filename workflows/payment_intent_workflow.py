@@ -1,13 +1,17 @@
 """PaymentIntentWorkflow: deposit address → wait for payment (expiry timer, cancel) → confirmations
-by amount (a reorg sends it back to waiting) → settle gross/fee/net in the ledger → sweep → events.
+by amount (a reorg sends it back to waiting) → settle gross/fee/net in the ledger → events.
 
 Its id is the intent id. It is created with update-with-start (`register`), so the API gets the
 stored intent back in one round trip. The chain watcher signals it; the domain rules in
-`domain.payment_intents` decide; local activities write the read model and the events.
+`domain.payment_intents` decide; one local activity per change posts the ledger moves that change
+calls for, then writes the read model, the events and what the deposit address now holds. The
+chain's SweeperWorkflow moves held money to the treasury in batches, so an intent costs few
+workflow tasks: one to start, one per observed change.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from temporalio import workflow
@@ -15,15 +19,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.chain_tx import SendTransactionInput, TransactionActivities, WaitTransactionInput
     from activities.chain_watcher import HeadSignal, OrphanSignal, PaymentSignal
     from activities.payment_intents import (
         AssignDepositInput,
         DepositAssignment,
         IntentRecord,
         PaymentIntentActivities,
-        PostIntentLedgerInput,
-        SweepCallInput,
     )
     from domain.payment_intents import (
         IntentRuleViolation,
@@ -36,17 +37,15 @@ with workflow.unsafe.imports_passed_through():
         PaymentView,
         refundable_moves,
         settlement_moves,
-        sweep_moves,
     )
 
-from workflows.search_attributes import SETTLE_STATUS
+from workflows.search_attributes import SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS, SETTLE_STATUS
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=10))
-CHAIN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["TransactionWouldRevert", "TransactionReverted", "NonceConflict", "TransactionUnknown"],
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["LedgerAccountRefused", "LedgerTransferRefused"],
 )
 # After it is terminal, an intent keeps listening this long so a late payment is handled by the
 # intent itself; after that the watcher records late payments on its own.
@@ -63,8 +62,9 @@ class PaymentIntentWorkflow:
         self._changed = False
         self._event_sequence = 0
         self._pending: list[str] = []
+        self._settlement_posted = False
         self._refundable_posted_base_units = 0
-        self._swept_base_units = 0
+        self._status_attribute = IntentStatus.REQUIRES_PAYMENT.value  # set by start_payment_intent
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -82,38 +82,28 @@ class PaymentIntentWorkflow:
             start_to_close_timeout=timedelta(seconds=5),
             retry_policy=DB_RETRY,
         )
+        workflow.upsert_search_attributes(
+            [SETTLE_CHAIN.value_set(f"evm:{input.chain_id}"), SETTLE_DEPOSIT_ADDRESS.value_set(self._deposit.address.lower())]
+        )
         await self._record(["payment_intent.created"], register=True)
         self._registered = True
-        expires_at = datetime.fromisoformat(input.expires_at)
-
+        # One timer per window for the intent's whole life (not one per wait): fewer history events.
+        expiry = _Deadline(datetime.fromisoformat(input.expires_at))
         while self._state.status not in (IntentStatus.SUCCEEDED, IntentStatus.EXPIRED, IntentStatus.CANCELED):
-            remaining = (expires_at - workflow.now()).total_seconds()
-            if remaining <= 0:
+            await workflow.wait_condition(lambda: self._changed or expiry.passed)
+            if self._changed:
+                self._changed = False
+                await self._record(self._pending_events())
+            elif expiry.passed:
                 await self._record(self._state.expire())
-                break
-            try:
-                await workflow.wait_condition(lambda: self._changed, timeout=timedelta(seconds=remaining))
-            except TimeoutError:
-                continue  # the loop head expires it
-            self._changed = False
-            await self._record(self._pending_events())
-
-        if self._state.status is IntentStatus.SUCCEEDED:
-            await self._post_ledger(settlement_moves(self._input.intent_id, self._state.settlement))
-        await self._post_refundable_delta()
-        await self._sweep_what_is_held()
 
         # A late window: late payments still reach the intent, are recorded, evented, refundable.
-        late_until = workflow.now() + LATE_WINDOW
-        while workflow.now() < late_until:
-            try:
-                await workflow.wait_condition(lambda: self._changed, timeout=late_until - workflow.now())
-            except TimeoutError:
-                break
-            self._changed = False
-            await self._record(self._pending_events())
-            await self._post_refundable_delta()
-            await self._sweep_what_is_held()
+        late_window = _Deadline(workflow.now() + LATE_WINDOW)
+        while not late_window.passed:
+            await workflow.wait_condition(lambda: self._changed or late_window.passed)
+            if self._changed:
+                self._changed = False
+                await self._record(self._pending_events())
         return self._view()
 
     # ------------------------------------------------------------------ signals / updates / queries
@@ -180,75 +170,37 @@ class PaymentIntentWorkflow:
         return events
 
     async def _record(self, events: list[str], *, register: bool = False) -> None:
-        """Write the read model (status, amounts, payments) and the events, in one local activity."""
+        """One local activity per change: the ledger moves it calls for (settlement once;
+        refundable money as it is confirmed), then the read model, the events and what the deposit
+        address holds (which asks the sweeper to move it)."""
         assert self._input is not None and self._state is not None
         event_ids = []
         for event_type in events:
             self._event_sequence += 1
             event_ids.append((f"evt_{self._input.intent_id.removeprefix('pi_')}_{self._event_sequence:04d}", event_type))
+        moves: list[LedgerMove] = []
+        settlement = self._state.settlement
+        if settlement is not None and not self._settlement_posted:
+            moves += settlement_moves(self._input.intent_id, settlement)
+        refundable = self._state.refundable_base_units
+        if refundable > self._refundable_posted_base_units:
+            moves += refundable_moves(self._input.intent_id, posted_before=self._refundable_posted_base_units, total=refundable)
+        held = (settlement.gross_base_units if settlement else 0) + refundable
         await workflow.execute_local_activity_method(
             PaymentIntentActivities.record_payment_intent,
-            IntentRecord(input=self._input, deposit=self._deposit, view=self._view(), events=event_ids, register=register),
+            IntentRecord(
+                input=self._input, deposit=self._deposit, view=self._view(), events=event_ids, register=register,
+                moves=moves, held_base_units=held if moves else 0,
+            ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
         )
-        workflow.upsert_search_attributes([SETTLE_STATUS.value_set(self._state.status.value)])
-
-    async def _post_ledger(self, moves: list[LedgerMove]) -> None:
-        assert self._input is not None
-        if not moves:
-            return
-        await workflow.execute_activity_method(
-            PaymentIntentActivities.post_intent_ledger,
-            PostIntentLedgerInput(
-                ledger_id=self._input.ledger_id, asset_key=self._input.asset_key, tenant_id=self._input.tenant_id, moves=moves
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DB_RETRY,
-        )
-
-    async def _post_refundable_delta(self) -> None:
-        """Confirmed money the merchant did not earn (excess, expired, late) becomes refundable, once."""
-        assert self._input is not None and self._state is not None
-        total = self._state.refundable_base_units
-        if total > self._refundable_posted_base_units:
-            await self._post_ledger(refundable_moves(self._input.intent_id, posted_before=self._refundable_posted_base_units, total=total))
-            self._refundable_posted_base_units = total
-
-    def _held_base_units(self) -> int:
-        """What the ledger says sits at the deposit address, confirmed: settled gross plus refundable."""
-        assert self._state is not None
-        settled = self._state.settlement.gross_base_units if self._state.settlement else 0
-        return settled + self._refundable_posted_base_units
-
-    async def _sweep_what_is_held(self) -> None:
-        assert self._input is not None and self._deposit is not None
-        amount = self._held_base_units() - self._swept_base_units
-        if amount <= 0:
-            return
-        swept_total = self._swept_base_units + amount
-        key = f"{self._input.intent_id}/sweep/{swept_total}"
-        call = await workflow.execute_local_activity_method(
-            PaymentIntentActivities.build_sweep_call,
-            SweepCallInput(salt=self._deposit.salt, token=self._input.token_address),
-            start_to_close_timeout=timedelta(seconds=5),
-        )
-        await workflow.execute_activity_method(
-            TransactionActivities.send_transaction,
-            SendTransactionInput(idempotency_key=key, to=self._deposit.factory, data=call),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=CHAIN_RETRY,
-        )
-        await workflow.execute_activity_method(
-            TransactionActivities.wait_for_transaction,
-            WaitTransactionInput(idempotency_key=key, confirmations_min=1),
-            start_to_close_timeout=timedelta(seconds=90),
-            heartbeat_timeout=timedelta(seconds=10),
-            retry_policy=CHAIN_RETRY,
-        )
-        await self._post_ledger(sweep_moves(self._input.intent_id, swept_before=self._swept_base_units, total=swept_total))
-        self._swept_base_units = swept_total
-        await self._record(["payment_intent.swept"])
+        self._settlement_posted = settlement is not None
+        self._refundable_posted_base_units = max(self._refundable_posted_base_units, refundable)
+        status = self._state.status.value
+        if status != self._status_attribute:
+            workflow.upsert_search_attributes([SETTLE_STATUS.value_set(status)])
+            self._status_attribute = status
 
     def _view(self) -> PaymentIntentView:
         assert self._input is not None and self._state is not None and self._deposit is not None
@@ -278,8 +230,21 @@ class PaymentIntentWorkflow:
                 )
                 for p in state.payments.values()
             ],
-            amount_swept=str(self._swept_base_units),
         )
+
+
+class _Deadline:
+    """A workflow timer that flips `passed` at `at`; waits combine it with other conditions."""
+
+    def __init__(self, at: datetime) -> None:
+        self.passed = False
+        self._task = asyncio.create_task(self._sleep_until(at))
+
+    async def _sleep_until(self, at: datetime) -> None:
+        remaining_s = (at - workflow.now()).total_seconds()
+        if remaining_s > 0:
+            await asyncio.sleep(remaining_s)
+        self.passed = True
 
 
 def expires_at_iso(created: datetime, expires_in_s: int) -> str:

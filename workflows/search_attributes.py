@@ -9,8 +9,10 @@ SETTLE_TENANT = SearchAttributeKey.for_keyword("SettleTenant")
 SETTLE_KIND = SearchAttributeKey.for_keyword("SettleKind")
 SETTLE_STATUS = SearchAttributeKey.for_keyword("SettleStatus")
 SETTLE_WALLET = SearchAttributeKey.for_keyword("SettleWallet")
+SETTLE_CHAIN = SearchAttributeKey.for_keyword("SettleChain")  # e.g. "evm:31337"
+SETTLE_DEPOSIT_ADDRESS = SearchAttributeKey.for_keyword("SettleDepositAddress")  # lowercase 0x-hex
 # All keyword attributes; `settle up` registers exactly these on the dev server.
-ALL_SEARCH_ATTRIBUTES = (SETTLE_TENANT, SETTLE_KIND, SETTLE_STATUS, SETTLE_WALLET)
+ALL_SEARCH_ATTRIBUTES = (SETTLE_TENANT, SETTLE_KIND, SETTLE_STATUS, SETTLE_WALLET, SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS)
 
 
 def search_attributes(*, kind: str, tenant: str | None = None, status: str | None = None) -> TypedSearchAttributes:

@@ -26,6 +26,7 @@ from api.config import TIER_WRITE
 from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
+from api.routers.webhook_endpoints import secret_box, webhook_errors, webhook_settings
 from api.routing import settle_router
 from api.schemas_payment_intents import (
     EventList,
@@ -36,6 +37,7 @@ from api.schemas_payment_intents import (
     PaymentIntentPublic,
     PaymentIntentRead,
 )
+from api.schemas_webhooks import NotifySecretCreated
 from db.payment_intents import (
     EventNotFound,
     PaymentIntentNotFound,
@@ -48,11 +50,13 @@ from db.payment_intents import (
 )
 from db.settings import Settings
 from db.tenants import get_tenant
+from db.webhooks import prepare_notify_url
 from domain.confirmations import ConfirmationPolicy
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest
 from domain.payment_intents import TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope
+from domain.webhooks import parse_target_url
 from workflows.payment_intent_workflow import PaymentIntentWorkflow, expires_at_iso, start_payment_intent
 
 logger = logging.getLogger("settle.api")
@@ -205,6 +209,10 @@ async def create_payment_intent(
         amount = parse_amount(body.amount, asset=asset)
     except InvalidAmount as error:
         raise invalid_request(str(error), param="amount") from None
+    url_policy = webhook_settings(request).url_policy
+    if body.notify_url is not None:
+        with webhook_errors():
+            parse_target_url(body.notify_url, policy=url_policy, param="notify_url")
     client = await request.app.state.temporal.get()
     tenant = await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id)
     override = body.confirmations or _confirmations_from_policy(tenant.confirmation_policy, amount)
@@ -232,7 +240,22 @@ async def create_payment_intent(
         success_url=body.success_url,
         cancel_url=body.cancel_url,
         idempotency_key=idempotency.key,
+        notify_url=body.notify_url,
     )
+    notify_secret: str | None = None
+    if body.notify_url is not None:
+        # Before the workflow starts, so its first event finds the endpoint and the secret ready.
+        with webhook_errors():
+            target = await prepare_notify_url(
+                request.app.state.pool,
+                secret_box=secret_box(request),
+                url_policy=url_policy,
+                tenant_id=principal.tenant_id,
+                url=body.notify_url,
+                actor=principal.actor(request),
+            )
+        # Shown only to a key that may manage webhooks; others leave it to POST /v1/notify_secret/rotate.
+        notify_secret = target.secret_created if Scope.WEBHOOKS_WRITE in principal.scopes else None
     try:
         await start_payment_intent(client, input, task_queue=settings.task_queue)
     except Exception as error:  # noqa: BLE001 - RPC failures, timeouts: the client may retry
@@ -247,6 +270,7 @@ async def create_payment_intent(
         **PaymentIntentRead.fields_of(intent, {}),
         client_secret=shown,
         checkout_url=f"{base}/checkout/{intent.id}?client_secret={shown}" if shown else None,
+        notify_secret=NotifySecretCreated(secret=notify_secret) if notify_secret else None,
     )
     return JSONResponse(created.model_dump(mode="json"), status_code=201)
 

@@ -1,7 +1,9 @@
 """A tenant's webhook endpoints and their delivery log: register an endpoint (its signing secret
-shown once), list, read, change, delete it, rotate its secret with an overlap window; list the
-deliveries of an event or of an endpoint, each with its attempts; redeliver one. Changes to
-endpoints are audited in the same transaction as the change."""
+shown once), list, read, change, delete it, rotate its secret with an overlap window; the tenant's
+notify secret (which signs deliveries to the `notify_url`s its objects name): read its metadata,
+rotate it; list the deliveries of an event or of an endpoint, each with its attempts; redeliver
+one. Changes to endpoints and secrets, and redeliveries, are audited in the same transaction as
+the change."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
 from api.routing import settle_router
 from api.schemas_webhooks import (
+    NotifySecretRead,
+    NotifySecretRotation,
     WebhookDeliveryList,
     WebhookDeliveryRead,
     WebhookEndpointCreate,
@@ -31,7 +35,9 @@ from api.schemas_webhooks import (
 )
 from db.audit import Actor, record_audit_event
 from db.webhook_settings import WebhookSettings, get_webhook_settings
+from db.payment_intents import EventNotFound
 from db.webhooks import (
+    NOTIFY_SECRET_OBJECT_TYPE,
     SecretBox,
     WebhookConflict,
     WebhookDeliveryNotFound,
@@ -40,11 +46,14 @@ from db.webhooks import (
     create_endpoint,
     delete_endpoint,
     get_endpoint,
+    get_notify_secret,
     list_attempts,
-    list_deliveries,
+    list_deliveries_with_attempts,
     list_endpoints,
     request_redelivery,
+    require_event,
     rotate_endpoint_secret,
+    rotate_notify_secret,
     update_endpoint,
 )
 from domain.pagination import Page, PageRequest
@@ -111,6 +120,8 @@ def webhook_errors() -> Iterator[None]:
         raise not_found(str(error), param="id") from None
     except WebhookDeliveryNotFound as error:
         raise not_found(str(error), param="id") from None
+    except EventNotFound as error:
+        raise not_found(str(error), param="id") from None
     except WebhookConflict as error:
         raise ApiError(409, type=ErrorType.INVALID_REQUEST, code=error.code, message=error.message) from None
 
@@ -154,12 +165,10 @@ DeliveryPageParams = Annotated[PageRequest, Depends(delivery_page_request)]
 async def _deliveries_with_attempts(
     connection: asyncpg.Connection, *, tenant_id: str, page: PageRequest, endpoint_id: str | None = None, event_id: str | None = None
 ) -> Page[WebhookDeliveryRead]:
-    deliveries = await list_deliveries(connection, tenant_id=tenant_id, page=page, endpoint_id=endpoint_id, event_id=event_id)
-    items = []
-    for delivery in deliveries.items:
-        attempts = await list_attempts(connection, tenant_id=tenant_id, delivery_id=delivery.id, page=PageRequest(limit=ATTEMPTS_SHOWN_MAX))
-        items.append(WebhookDeliveryRead.of(delivery, attempts.items, attempts_has_more=attempts.has_more))
-    return Page(items=items, has_more=deliveries.has_more)
+    deliveries = await list_deliveries_with_attempts(
+        connection, tenant_id=tenant_id, page=page, attempts_per_delivery_max=ATTEMPTS_SHOWN_MAX, endpoint_id=endpoint_id, event_id=event_id
+    )
+    return Page(items=[WebhookDeliveryRead.listed(item) for item in deliveries.items], has_more=deliveries.has_more)
 
 
 # ---------------------------------------------------------------------------- endpoints
@@ -331,21 +340,17 @@ async def list_endpoint_deliveries(
 )
 async def list_event_deliveries(request: Request, principal: WebhooksRead, event_id: EventId, page: DeliveryPageParams) -> WebhookDeliveryList:
     assert principal.tenant_id is not None
-    async with request.app.state.pool.acquire() as connection:
-        # TODO(db): move into db/ (an events repository) once one exists.
-        exists = await connection.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND tenant_id = $2)", event_id, principal.tenant_id
-        )
-        if not exists:
-            raise not_found(f"No such event: {event_id}", param="id")
-        result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, event_id=event_id)
+    with webhook_errors():
+        async with request.app.state.pool.acquire() as connection:
+            await require_event(connection, tenant_id=principal.tenant_id, event_id=event_id)
+            result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, event_id=event_id)
     return WebhookDeliveryList(data=result.items, has_more=result.has_more, url=f"/v1/events/{event_id}/deliveries")
 
 
 @router.post(
     "/v1/webhook_deliveries/{delivery_id}/redeliver",
     response_model=WebhookDeliveryRead,
-    summary="Deliver an event to an endpoint once more (idempotent while a redelivery is pending)",
+    summary="Deliver an event to an endpoint once more (idempotent while a redelivery is pending; each new round is audited)",
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def redeliver_webhook(
@@ -354,8 +359,56 @@ async def redeliver_webhook(
     assert principal.tenant_id is not None
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection:
-            delivery = await request_redelivery(connection, tenant_id=principal.tenant_id, delivery_id=delivery_id)
+            delivery = await request_redelivery(
+                connection, tenant_id=principal.tenant_id, delivery_id=delivery_id, actor=principal.actor(request)
+            )
             attempts = await list_attempts(
                 connection, tenant_id=principal.tenant_id, delivery_id=delivery_id, page=PageRequest(limit=ATTEMPTS_SHOWN_MAX)
             )
     return WebhookDeliveryRead.of(delivery, attempts.items, attempts_has_more=attempts.has_more)
+
+
+# ---------------------------------------------------------------------------- the notify secret
+@router.get(
+    "/v1/notify_secret",
+    response_model=NotifySecretRead,
+    summary="The tenant's notify secret (signs deliveries to notify_urls): when it was made, never the secret",
+)
+async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> NotifySecretRead:
+    assert principal.tenant_id is not None
+    return NotifySecretRead.of(await get_notify_secret(request.app.state.pool, tenant_id=principal.tenant_id))
+
+
+@router.post(
+    "/v1/notify_secret/rotate",
+    response_model=NotifySecretRotation,
+    summary="Rotate (or first create) the notify secret: the new one shown once, the old one signing beside it until the overlap ends",
+    openapi_extra={"x-rate-limit-tier": TIER_WRITE},
+)
+async def rotate_tenant_notify_secret(
+    request: Request,
+    principal: WebhooksWrite,
+    idempotency: Idempotency,
+    body: Annotated[WebhookSecretRotate | None, Body()] = None,
+) -> NotifySecretRotation:
+    assert principal.tenant_id is not None
+    overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
+    with webhook_errors():
+        async with request.app.state.pool.acquire() as connection, connection.transaction():
+            rotated = await rotate_notify_secret(connection, secret_box=secret_box(request), tenant_id=principal.tenant_id, overlap_s=overlap_s)
+            await record_audit_event(
+                connection,
+                tenant_id=principal.tenant_id,
+                actor=principal.actor(request),
+                action=AuditAction.NOTIFY_SECRET_ROTATED,
+                object_type=NOTIFY_SECRET_OBJECT_TYPE,
+                object_id=principal.tenant_id,
+                data={
+                    "overlap_s": overlap_s,
+                    "previous_secret_expires_at": rotated.previous_expires_at.isoformat() if rotated.previous_expires_at else None,
+                },
+            )
+            current = await get_notify_secret(connection, tenant_id=principal.tenant_id)
+    return NotifySecretRotation(
+        notify_secret=NotifySecretRead.of(current), secret=rotated.secret, previous_secret_expires_at=rotated.previous_expires_at
+    )

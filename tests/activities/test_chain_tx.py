@@ -11,6 +11,7 @@ from eth_account import Account
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import TransactionNotFound
 
 from activities.chain_tx import SendTransactionInput, TransactionActivities, WaitTransactionInput
 from contracts import load_artifact
@@ -90,3 +91,45 @@ async def test_a_call_that_would_revert_is_refused_before_signing(outbox, privat
         await ActivityEnvironment().run(outbox[0].send_transaction, SendTransactionInput(idempotency_key=key, to=token, data=call))
     assert error.value.type == "TransactionWouldRevert" and error.value.non_retryable
     assert await db_pool.fetchval("SELECT count(*) FROM chain_transactions WHERE idempotency_key = $1", key) == 0
+
+
+async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(outbox, private_chain, db_pool):
+    """The base fee jumps above what the signed transaction offers: the wait re-signs the same
+    nonce with bumped fees, stores it, broadcasts it; the transfer happens exactly once."""
+    w3 = private_chain["w3"]
+    token = private_chain["contracts"]["TestUSDC"]
+    target = Account.create().address
+    key = f"test/{uuid.uuid4().hex}/stuck"
+    env = ActivityEnvironment()
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        call = _transfer_call(w3, token, target, 777)
+        sent = await env.run(outbox[0].send_transaction, SendTransactionInput(idempotency_key=key, to=token, data=call))
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(50 * 10**9)])
+        w3.provider.make_request("evm_mine", [])  # a block the signed transaction cannot pay for
+        with pytest.raises(TransactionNotFound):
+            w3.eth.get_transaction_receipt(sent.tx_hash)
+
+        async def mine_every(interval_s: float, blocks_max: int) -> None:
+            for _ in range(blocks_max):
+                await asyncio.sleep(interval_s)
+                w3.provider.make_request("evm_mine", [])
+
+        miner = asyncio.create_task(mine_every(0.3, 60))
+        try:
+            mined = await env.run(
+                outbox[1].wait_for_transaction,
+                WaitTransactionInput(idempotency_key=key, wait_max_s=20, replace_after_s=0.5),
+            )
+        finally:
+            miner.cancel()
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+
+    assert mined.succeeded and mined.tx_hash != sent.tx_hash
+    row = await db_pool.fetchrow("SELECT tx_hash, nonce, replaced_tx_hashes, status FROM chain_transactions WHERE idempotency_key = $1", key)
+    assert row["tx_hash"] == mined.tx_hash and row["nonce"] == sent.nonce and row["status"] == "confirmed"
+    assert list(row["replaced_tx_hashes"])[0] == sent.tx_hash
+    assert w3.eth.get_transaction(mined.tx_hash)["nonce"] == sent.nonce
+    contract = w3.eth.contract(address=token, abi=load_artifact("TestUSDC").abi)
+    assert contract.functions.balanceOf(target).call() == 777

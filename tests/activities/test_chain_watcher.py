@@ -185,3 +185,37 @@ async def test_one_transaction_with_two_transfers_is_two_payments(private_chain,
         await handle.terminate("test done")
     rows = await db_pool.fetchval("SELECT count(*) FROM intent_payments WHERE intent_id = ANY($1::text[])", ids)
     assert rows == 3
+
+
+async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(private_chain, db_pool, temporal_client, sink_worker):
+    """After an intent's late window its workflow is closed: the watcher itself marks the payment
+    late and writes `payment_intent.payment_late` (the intent as of its latest event, plus the payment)."""
+    import json
+
+    chain_id = private_chain["chain_id"]
+    usdc = private_chain["contracts"]["TestUSDC"]
+    intent_id = f"pi_test_{uuid.uuid4().hex[:16]}"
+    tenant_id = f"tenant_{uuid.uuid4().hex[:8]}"
+    handle = await temporal_client.start_workflow(SignalSinkWorkflow.run, id=intent_id, task_queue=sink_worker)
+    await handle.terminate("its late window is over")
+    address = await _register(db_pool, private_chain, intent_id, usdc.lower())
+    expired = {"id": intent_id, "object": "payment_intent", "status": "expired", "payments": []}
+    await db_pool.execute(
+        "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, 'payment_intent.expired', $3, $4::jsonb)",
+        f"evt_{uuid.uuid4().hex[:12]}", tenant_id, intent_id, json.dumps(expired),
+    )
+    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client)
+    env = ActivityEnvironment()
+    watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc], run_for_s=0.5, poll_interval_s=0.05)
+    await env.run(watcher.watch_chain, watch)
+    receipt = _pay(private_chain["w3"], token=usdc, sender_key=private_chain["accounts"]["customer"]["private_key"], to=address, amount=4_321)
+    await env.run(watcher.watch_chain, watch)
+    await chain_db.set_cursor(db_pool, chain_id=chain_id, next_block=receipt["blockNumber"])  # the same range again
+    await env.run(watcher.watch_chain, watch)
+
+    assert await db_pool.fetchval("SELECT late FROM intent_payments WHERE intent_id = $1", intent_id) is True
+    rows = await db_pool.fetch("SELECT tenant_id, data FROM events WHERE object_id = $1 AND type = 'payment_intent.payment_late'", intent_id)
+    assert len(rows) == 1 and rows[0]["tenant_id"] == tenant_id
+    data = json.loads(rows[0]["data"])
+    assert data["status"] == "expired"
+    assert [(p["amount"], p["late"]) for p in data["payments"]] == [("4321", True)]

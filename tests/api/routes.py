@@ -456,4 +456,7 @@ ROUTES += WEBHOOK_ROUTES
 from tests.api.routes_payment_intents import INTENT_ROUTES, PUBLIC_ROUTE_IDS  # noqa: E402
 
 ROUTES += INTENT_ROUTES
+from tests.api.routes_notify_secret import NOTIFY_SECRET_ROUTES  # noqa: E402
+
+ROUTES += NOTIFY_SECRET_ROUTES
 ROUTES_BY_ID = {case.id: case for case in ROUTES}

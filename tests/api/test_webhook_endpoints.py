@@ -357,3 +357,65 @@ async def test_another_tenant_gets_404_everywhere(client, tenant, other_tenant, 
     read = (await client.get(path, headers=tenant.headers)).json()
     assert read["description"] == endpoint["description"] and read["status"] == "enabled"
     assert (await client.get("/v1/webhook_endpoints", headers=other_tenant.headers)).json()["data"] == []
+
+
+async def test_each_redelivery_is_audited_once(client, tenant, db_pool):
+    endpoint, event_id, delivery_id = await delivery_for(client, db_pool, tenant)
+    path = f"/v1/webhook_deliveries/{delivery_id}/redeliver"
+
+    async def audited() -> list[dict]:
+        response = await client.get("/v1/audit_events", params={"action": "webhook_delivery.redelivered", "limit": 100}, headers=tenant.headers)
+        return response.json()["data"]
+
+    # Pending: nothing is redelivered, nothing audited.
+    assert (await client.post(path, headers=tenant.headers)).json()["round"] == 0
+    assert await audited() == []
+    await record(db_pool, delivery_id, status_code=500, outcome="failed")
+    key = {**tenant.headers, "Idempotency-Key": str(uuid.uuid4())}
+    assert (await client.post(path, headers=key)).json()["round"] == 1
+    replay = await client.post(path, headers=key)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert (await client.post(path, headers=tenant.headers)).json()["round"] == 1, "still pending"
+    [event] = await audited()
+    assert event["object_type"] == "webhook_delivery" and event["object_id"] == delivery_id
+    assert event["actor"]["id"] == tenant.key_id and event["request_id"]
+    assert event["data"] == {"event_id": event_id, "endpoint_id": endpoint["id"], "round": 1, "previous_status": "failed"}
+    # The next round is another audit event.
+    await record(db_pool, delivery_id, round_number=1, status_code=200, outcome="delivered")
+    assert (await client.post(path, headers=tenant.headers)).json()["round"] == 2
+    assert [e["data"]["round"] for e in await audited()] == [2, 1]
+    # A refused redelivery (the endpoint disabled) writes nothing either.
+    await record(db_pool, delivery_id, round_number=2, status_code=400, outcome="failed")
+    await client.patch(f"/v1/webhook_endpoints/{endpoint['id']}", json={"disabled": True}, headers=tenant.headers)
+    assert_error(await client.post(path, headers=tenant.headers), 409, code="webhook_endpoint_disabled")
+    assert len(await audited()) == 2
+
+
+async def test_a_long_page_of_deliveries_shows_each_ones_latest_attempts(client, tenant, db_pool):
+    endpoint = await create_webhook_endpoint(client, tenant, enabled_events=["*"])
+    event_ids = []
+    for _ in range(8):
+        event_ids.append(await insert_event(db_pool, tenant_id=tenant.id))
+    await fan_out_tenant_events(db_pool, tenant_id=tenant.id)
+    # Delivery i has 2 * i attempts: up to 14, more than the 10 a list shows.
+    for index, event_id in enumerate(event_ids):
+        for number in range(1, 2 * index + 1):
+            await record(db_pool, f"whd_{event_id}_{endpoint['id']}", attempt_number=number, status_code=500, outcome="retry", body=f"{index}/{number}")
+    path = f"/v1/webhook_endpoints/{endpoint['id']}/deliveries"
+    seen, cursor = {}, {}
+    while True:
+        page = (await client.get(path, params={"limit": 3, **cursor}, headers=tenant.headers)).json()
+        seen.update({item["event_id"]: item for item in page["data"]})
+        if not page["has_more"]:
+            break
+        cursor = {"starting_after": page["data"][-1]["id"]}
+    assert set(seen) == set(event_ids)
+    for index, event_id in enumerate(event_ids):
+        item = seen[event_id]
+        shown = list(range(2 * index, max(2 * index - 10, 0), -1))
+        assert [a["attempt_number"] for a in item["attempts"]] == shown, (index, item["attempts"])
+        assert [a["response_body"] for a in item["attempts"]] == [f"{index}/{n}" for n in shown]
+        assert item["attempts_has_more"] == (2 * index > 10) and item["attempts_count"] == 2 * index
+        assert item["endpoint_kind"] == "endpoint"
+    by_event = (await client.get(f"/v1/events/{event_ids[-1]}/deliveries", headers=tenant.headers)).json()["data"]
+    assert [item["id"] for item in by_event] == [seen[event_ids[-1]]["id"]] and len(by_event[0]["attempts"]) == 10

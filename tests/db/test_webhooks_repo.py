@@ -22,6 +22,7 @@ from db.webhooks import (
     get_endpoint,
     list_attempts,
     list_deliveries,
+    list_deliveries_with_attempts,
     list_deliveries_to_start,
     list_endpoints,
     load_attempt_context,
@@ -29,11 +30,13 @@ from db.webhooks import (
     record_attempt,
     request_redelivery,
     rotate_endpoint_secret,
+    require_event,
     rotate_notify_secret,
     secret_expirations,
     set_dispatch_route,
     update_endpoint,
 )
+from db.payment_intents import EventNotFound
 from domain.pagination import PageRequest
 from domain.webhooks import (
     ENDPOINTS_PER_TENANT_MAX,
@@ -323,3 +326,98 @@ async def test_a_malformed_notify_url_never_stalls_the_queue(db_pool, tenant):
     rows = await db_pool.fetch("SELECT event_id, endpoint_id FROM webhook_deliveries WHERE tenant_id = $1", tenant["id"])
     # Both still reach the registered endpoint; neither creates a notify_url delivery.
     assert {(r["event_id"], r["endpoint_id"]) for r in rows} == {(too_long, endpoint.id), (not_text, endpoint.id)}
+
+
+class CountingConnection:
+    """A pool that counts the statements sent through it: what an N+1 would multiply."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self.statements: list[str] = []
+
+    async def fetch(self, query: str, *args):
+        self.statements.append(query)
+        return await self._pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args):
+        self.statements.append(query)
+        return await self._pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args):
+        self.statements.append(query)
+        return await self._pool.fetchval(query, *args)
+
+
+async def test_a_page_of_deliveries_and_their_attempts_is_two_queries_however_long(db_pool, tenant):
+    endpoint = (await new_endpoint(db_pool, tenant["id"])).endpoint
+    event_ids = [await insert_event(db_pool, tenant_id=tenant["id"]) for _ in range(12)]
+    await fan_out_events(db_pool, secret_box=BOX, route=tenant["route"], batch_size_max=100)
+    # Delivery i has i attempts: none, a few, and more than a page's worth of them.
+    for index, event_id in enumerate(event_ids):
+        for number in range(1, index + 1):
+            await record_attempt(
+                db_pool,
+                record=attempt(f"whd_{event_id}_{endpoint.id}", outcome="retry", status_code=500 + number % 4, attempt_number=number),
+                failing_after_s=86400 * 30,
+            )
+    counting = CountingConnection(db_pool)
+    page = await list_deliveries_with_attempts(
+        counting, tenant_id=tenant["id"], page=PageRequest(limit=100), attempts_per_delivery_max=10, endpoint_id=endpoint.id
+    )
+    assert len(counting.statements) == 2, counting.statements
+    assert not page.has_more and len(page.items) == 12
+    by_event = {item.delivery.event_id: item for item in page.items}
+    for index, event_id in enumerate(event_ids):
+        item = by_event[event_id]
+        assert item.delivery.endpoint_kind == "endpoint" and item.delivery.attempts_count == index
+        # Newest first, at most ten, and whether older ones exist.
+        assert [a.attempt_number for a in item.attempts] == list(range(index, max(index - 10, 0), -1))
+        assert item.attempts_has_more == (index > 10)
+        assert all(a.delivery_id == item.delivery.id for a in item.attempts)
+    # A cursor adds its own lookup, never one query per delivery.
+    counting = CountingConnection(db_pool)
+    first = await list_deliveries_with_attempts(
+        counting, tenant_id=tenant["id"], page=PageRequest(limit=5), attempts_per_delivery_max=3, event_id=None
+    )
+    second = await list_deliveries_with_attempts(
+        counting, tenant_id=tenant["id"], page=PageRequest(limit=5, starting_after=first.items[-1].delivery.id), attempts_per_delivery_max=3
+    )
+    assert len(counting.statements) == 2 + 3 and first.has_more and second.has_more
+    assert not {i.delivery.id for i in first.items} & {i.delivery.id for i in second.items}
+    # Another tenant sees none of them.
+    other = await list_deliveries_with_attempts(
+        db_pool, tenant_id=tenant["id"] + "x", page=PageRequest(limit=100), attempts_per_delivery_max=10
+    )
+    assert other.items == []
+
+
+async def test_require_event_sees_the_tenants_own_events_only(db_pool, tenant):
+    event_id = await insert_event(db_pool, tenant_id=tenant["id"])
+    await require_event(db_pool, tenant_id=tenant["id"], event_id=event_id)
+    with pytest.raises(EventNotFound):
+        await require_event(db_pool, tenant_id=tenant["id"] + "x", event_id=event_id)
+    with pytest.raises(EventNotFound):
+        await require_event(db_pool, tenant_id=tenant["id"], event_id=event_id + "0")
+
+
+async def test_the_first_notify_secret_has_no_previous_one_to_overlap(db_pool, tenant):
+    first = await rotate_notify_secret(db_pool, secret_box=BOX, tenant_id=tenant["id"], overlap_s=3600)
+    assert first.previous_expires_at is None
+    second = await rotate_notify_secret(db_pool, secret_box=BOX, tenant_id=tenant["id"], overlap_s=3600)
+    assert second.previous_expires_at is not None
+    rows = await db_pool.fetch("SELECT expires_at FROM webhook_signing_secrets WHERE owner_kind = 'tenant' AND owner_id = $1", tenant["id"])
+    assert sorted(row["expires_at"] is None for row in rows) == [False, True]
+
+
+async def test_a_notify_url_that_answered_410_gets_no_more_deliveries_from_old_events(db_pool, tenant):
+    url = "https://shop.example.com/gone"
+    await insert_event(db_pool, tenant_id=tenant["id"], data={"id": "pi_1", "notify_url": url})
+    await fan_out_events(db_pool, secret_box=BOX, route=tenant["route"], batch_size_max=10)
+    [delivery] = await list_deliveries_to_start(db_pool, route=tenant["route"], limit=10)
+    await record_attempt(db_pool, record=attempt(delivery.delivery_id, outcome="gone", status_code=410), failing_after_s=86400)
+    # The dispatcher never enables it again on its own: only a new object naming the URL does (the API).
+    later = await insert_event(db_pool, tenant_id=tenant["id"], data={"id": "pi_1", "notify_url": url})
+    await fan_out_events(db_pool, secret_box=BOX, route=tenant["route"], batch_size_max=10)
+    assert await db_pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE event_id = $1", later) == 0
+    status = await db_pool.fetchval("SELECT status FROM webhook_endpoints WHERE tenant_id = $1 AND kind = 'notify_url'", tenant["id"])
+    assert status == "disabled"

@@ -1,5 +1,6 @@
 """A worker SIGKILLed while an intent settles: another worker finishes it, and every effect lands
-once — one ledger posting per step, one sweep transaction, the exact amount in the treasury."""
+once — one ledger posting per step, one sweep of the deposit address on chain, the exact amount in
+the treasury."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import uuid
 from cli.processes import stop_pid
 from cli.stack import PROJECT_ROOT
 from db.settings import Settings
-from tests.workflows.test_payment_intent_workflow import DUE, _input, _mine, _pay, _token_balance, _wait_view
+from contracts import load_artifact
+from contracts.deposit import deposit_salt
+from tests.workflows.test_payment_intent_workflow import DUE, _input, _mine, _pay, _token_balance, _wait_swept, _wait_view
 from workflows.chain_watcher_workflow import watcher_workflow_id
+from workflows.sweeper_workflow import sweeper_workflow_id
 from workflows.payment_intent_workflow import PaymentIntentWorkflow, start_payment_intent
 
 
@@ -54,11 +58,13 @@ async def test_worker_killed_mid_settlement_settles_once(stack, private_chain, t
         first.wait(timeout=10)
         _mine(private_chain, 1)
         second = _worker(stack, private_chain, task_queue, tmp_path / "worker-2.log")
-        view = await _wait_view(handle, lambda v: v.amount_swept == str(DUE), timeout_s=90)
-        assert view.status == "succeeded"
+        await _wait_swept(db_pool, input.intent_id, DUE, timeout_s=90)
+        assert (await handle.query(PaymentIntentWorkflow.view)).status == "succeeded"
         assert _token_balance(private_chain, input.token_address, treasury) - treasury_before == DUE
-        sweeps = await db_pool.fetchval("SELECT count(*) FROM chain_transactions WHERE idempotency_key LIKE $1", f"{input.intent_id}/%")
-        assert sweeps == 1
+        w3 = private_chain["w3"]
+        factory = w3.eth.contract(address=private_chain["contracts"]["DepositFactory"], abi=load_artifact("DepositFactory").abi)
+        sweeps = factory.events.Swept().get_logs(from_block=0, argument_filters={"salt": deposit_salt(input.intent_id)})
+        assert [log["args"]["amount"] for log in sweeps] == [DUE]
         transfers = await db_pool.fetch("SELECT id, amount FROM ledger_transfers WHERE id LIKE $1 ORDER BY id", f"{input.intent_id}/%")
         assert [(r["id"].split("/", 1)[1], int(r["amount"])) for r in transfers] == [
             ("settle/fee", 250_000),
@@ -69,6 +75,7 @@ async def test_worker_killed_mid_settlement_settles_once(stack, private_chain, t
         assert events.count("payment_intent.succeeded") == 1 and events.count("payment_intent.swept") == 1
     finally:
         await temporal_client.get_workflow_handle(watcher_workflow_id(private_chain["chain_id"])).terminate("test done")
+        await temporal_client.get_workflow_handle(sweeper_workflow_id(private_chain["chain_id"])).terminate("test done")
         for process in (first, second):
             if process is not None:
                 stop_pid(process.pid, timeout_s=15)

@@ -16,8 +16,9 @@ from activities.payment_intents import ledger_account_id
 from contracts import load_artifact
 from db.ledger_store import LedgerStore
 from db.settings import Settings
-from worker.main import build_worker, ensure_chain_watcher, open_clients
+from worker.main import build_worker, ensure_chain_watcher, ensure_sweeper, open_clients
 from workflows.chain_watcher_workflow import watcher_workflow_id
+from workflows.sweeper_workflow import sweeper_workflow_id
 from workflows.payment_intent_workflow import PaymentIntentInput, PaymentIntentWorkflow, start_payment_intent
 
 DUE = 25_000_000  # 25.00 USDC
@@ -41,8 +42,10 @@ async def intent_worker(private_chain, stack, temporal_client):
         worker = build_worker(temporal_client, clients, settings)
         async with worker:
             await ensure_chain_watcher(temporal_client, settings)
+            await ensure_sweeper(temporal_client, settings)
             yield {"settings": settings, "task_queue": task_queue, "ledger": clients.ledger}
             await temporal_client.get_workflow_handle(watcher_workflow_id(settings.chain_id)).terminate("tests done")
+            await temporal_client.get_workflow_handle(sweeper_workflow_id(settings.chain_id)).terminate("tests done")
 
 
 def _input(settings: Settings, *, asset: str = "usdc", amount: int = DUE, confirmations: int = 2, expires_in_s: int = 600,
@@ -94,6 +97,18 @@ async def _wait_view(handle, predicate, timeout_s: float = 30):
         await asyncio.sleep(0.1)
 
 
+async def _wait_swept(db_pool, intent_id: str, amount: int, timeout_s: float = 30) -> None:
+    """The chain's sweeper moved `amount` of this intent to the treasury (per the read model)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        swept = await db_pool.fetchval("SELECT amount_swept FROM payment_intents WHERE id = $1", intent_id)
+        if swept is not None and int(swept) == amount:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"intent {intent_id} swept {swept}, expected {amount}")
+        await asyncio.sleep(0.1)
+
+
 async def _balances(ledger: LedgerStore, input: PaymentIntentInput) -> dict[str, int]:
     codes = ["customer_deposits", "treasury", "merchant_available", "platform_fees", "unallocated"]
     ids = [ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code) for code in codes]
@@ -124,8 +139,9 @@ async def test_paid_confirmed_settled_and_swept(intent_worker, private_chain, te
     handle = temporal_client.get_workflow_handle(input.intent_id)
     await _wait_view(handle, lambda v: v.status == "processing")
     _mine(private_chain, 1)
-    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    view = await _wait_view(handle, lambda v: v.status == "succeeded")
     assert (view.fee, view.net) == ("250000", "24750000")
+    await _wait_swept(db_pool, input.intent_id, DUE)
 
     assert _token_balance(private_chain, input.token_address, treasury) - treasury_before == DUE
     assert _token_balance(private_chain, input.token_address, view.deposit_address) == 0
@@ -145,7 +161,7 @@ async def test_same_intent_id_twice_is_one_intent(intent_worker, temporal_client
     assert await db_pool.fetchval("SELECT count(*) FROM payment_intents WHERE id = $1", input.intent_id) == 1
 
 
-async def test_underpaid_then_topped_up(intent_worker, private_chain, temporal_client):
+async def test_underpaid_then_topped_up(intent_worker, private_chain, temporal_client, db_pool):
     input = _input(intent_worker["settings"])
     view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
     handle = temporal_client.get_workflow_handle(input.intent_id)
@@ -155,18 +171,20 @@ async def test_underpaid_then_topped_up(intent_worker, private_chain, temporal_c
     assert view.status == "processing"
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=1_000_000)
     _mine(private_chain, 1)
-    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    view = await _wait_view(handle, lambda v: v.status == "succeeded")
     assert len(view.payments) == 2
+    await _wait_swept(db_pool, input.intent_id, DUE)
 
 
-async def test_overpaid_settles_the_due_and_keeps_the_excess_refundable(intent_worker, private_chain, temporal_client):
+async def test_overpaid_settles_the_due_and_keeps_the_excess_refundable(intent_worker, private_chain, temporal_client, db_pool):
     input = _input(intent_worker["settings"])
     view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE + 5_000_000)
     _mine(private_chain, 1)
     handle = temporal_client.get_workflow_handle(input.intent_id)
-    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE + 5_000_000))
+    view = await _wait_view(handle, lambda v: v.status == "succeeded")
     assert view.amount_refundable == "5000000"
+    await _wait_swept(db_pool, input.intent_id, DUE + 5_000_000)
     balances = await _balances(intent_worker["ledger"], input)
     assert balances["unallocated"] == -5_000_000 and balances["treasury"] == DUE + 5_000_000 and balances["customer_deposits"] == 0
 
@@ -176,10 +194,11 @@ async def test_underpaid_at_expiry_is_refundable_and_a_late_payment_is_recorded(
     view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
     handle = temporal_client.get_workflow_handle(input.intent_id)
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=1_000)
-    view = await _wait_view(handle, lambda v: v.status == "expired" and v.amount_swept == "1000", timeout_s=30)
-    assert view.amount_refundable == "1000"
+    view = await _wait_view(handle, lambda v: v.status == "expired" and v.amount_refundable == "1000", timeout_s=30)
+    await _wait_swept(db_pool, input.intent_id, 1_000)
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=2_000)
-    view = await _wait_view(handle, lambda v: v.amount_refundable == "3000" and v.amount_swept == "3000")
+    view = await _wait_view(handle, lambda v: v.amount_refundable == "3000")
+    await _wait_swept(db_pool, input.intent_id, 3_000)
     assert [p.late for p in view.payments] == [False, True]
     events = [r["type"] for r in await db_pool.fetch("SELECT type FROM events WHERE object_id = $1 ORDER BY id", input.intent_id)]
     assert "payment_intent.expired" in events and "payment_intent.payment_late" in events
@@ -205,7 +224,7 @@ async def test_cancel_only_while_nothing_received(intent_worker, private_chain, 
     assert (await paid_handle.query(PaymentIntentWorkflow.view)).status == "processing"
 
 
-async def test_reorg_before_confirmation_sends_it_back_then_a_new_payment_settles(intent_worker, private_chain, temporal_client):
+async def test_reorg_before_confirmation_sends_it_back_then_a_new_payment_settles(intent_worker, private_chain, temporal_client, db_pool):
     input = _input(intent_worker["settings"], confirmations=4)
     view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
     handle = temporal_client.get_workflow_handle(input.intent_id)
@@ -219,5 +238,51 @@ async def test_reorg_before_confirmation_sends_it_back_then_a_new_payment_settle
     assert _token_balance(private_chain, input.token_address, view.deposit_address) == 0
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE)
     _mine(private_chain, 4)
-    view = await _wait_view(handle, lambda v: v.status == "succeeded" and v.amount_swept == str(DUE))
+    view = await _wait_view(handle, lambda v: v.status == "succeeded")
     assert [p.orphaned for p in view.payments] == [True, False]
+    await _wait_swept(db_pool, input.intent_id, DUE)
+
+
+async def test_intents_settled_together_are_swept_in_one_batch_transaction(intent_worker, private_chain, temporal_client, db_pool):
+    """The chain's sweeper gathers due deposit addresses into one `sweepBatch` transaction; each
+    intent gets its own sweep move in the ledger and its own event."""
+    from contracts.deposit import deposit_salt
+
+    inputs = [_input(intent_worker["settings"], amount=1_000_000 + i, confirmations=2) for i in range(3)]
+    views = [await start_payment_intent(temporal_client, i, task_queue=intent_worker["task_queue"]) for i in inputs]
+    for input, view in zip(inputs, views):
+        _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=input.amount_base_units)
+    _mine(private_chain, 1)  # all three confirm at the same head
+    for input in inputs:
+        await _wait_swept(db_pool, input.intent_id, input.amount_base_units)
+
+    w3 = private_chain["w3"]
+    factory = w3.eth.contract(address=private_chain["contracts"]["DepositFactory"], abi=load_artifact("DepositFactory").abi)
+    sweeps = [
+        factory.events.Swept().get_logs(from_block=0, argument_filters={"salt": deposit_salt(input.intent_id)}) for input in inputs
+    ]
+    assert [[log["args"]["amount"] for log in logs] for logs in sweeps] == [[i.amount_base_units] for i in inputs]
+    assert len({logs[0]["transactionHash"] for logs in sweeps}) == 1
+    for input in inputs:
+        balances = await _balances(intent_worker["ledger"], input)
+        assert balances["treasury"] == input.amount_base_units and balances["customer_deposits"] == 0
+        swept_events = await db_pool.fetchval(
+            "SELECT count(*) FROM events WHERE object_id = $1 AND type = 'payment_intent.swept'", input.intent_id
+        )
+        assert swept_events == 1
+
+
+async def test_an_intent_is_findable_by_chain_deposit_address_and_status(intent_worker, temporal_client):
+    """What ops type into the Web UI's search box: the deposit address a customer paid, the chain."""
+    input = _input(intent_worker["settings"])
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    query = (
+        f"SettleDepositAddress = '{view.deposit_address.lower()}' AND SettleChain = 'evm:{input.chain_id}' "
+        f"AND SettleKind = 'payment_intent' AND SettleTenant = '{input.tenant_id}' AND SettleStatus = 'requires_payment'"
+    )
+    deadline = asyncio.get_running_loop().time() + 15
+    found: list[str] = []
+    while not found and asyncio.get_running_loop().time() < deadline:
+        found = [execution.id async for execution in temporal_client.list_workflows(query)]
+        await asyncio.sleep(0.2)
+    assert found == [input.intent_id]
