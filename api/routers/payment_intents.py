@@ -144,7 +144,9 @@ def unavailable() -> ApiError:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _hash_secret(secret: str) -> str:
+def hash_client_secret(secret: str) -> str:
+    """What an intent stores of its client secret (the create route) and checks against (the public
+    view, the checkout page)."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -234,7 +236,7 @@ async def create_payment_intent(
         fee_bps=tenant.fee_bps,
         confirmations_required=confirmations_required,
         expires_at=expires_at_iso(datetime.now(timezone.utc), body.expires_in),
-        client_secret_hash=_hash_secret(client_secret),
+        client_secret_hash=hash_client_secret(client_secret),
         description=body.description,
         metadata=dict(body.metadata),
         success_url=body.success_url,
@@ -351,7 +353,7 @@ async def public_intent(
     check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
     intent = await find_payment_intent(request.app.state.pool, intent_id=intent_id)
     stored = intent.client_secret_hash if intent is not None else _DUMMY_SECRET_HASH
-    given = _hash_secret(client_secret or "")
+    given = hash_client_secret(client_secret or "")
     if not hmac.compare_digest(stored.encode(), given.encode()) or intent is None or not client_secret:
         # One answer for "no such intent" and "wrong secret": the id alone reveals nothing.
         raise not_found(f"No such payment intent: {intent_id}", param="id")
