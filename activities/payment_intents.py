@@ -12,7 +12,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.ledger_postings import ledger_account_id, post_moves
-from contracts.deposit import deposit_salt, predict_deposit_address
+from contracts.deposit import intent_deposit_address
 from db.ledger_store import LedgerStore
 from db.sweeps import SweepRequest, request_sweep
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
@@ -44,6 +44,12 @@ class IntentRecord:
     moves: list[LedgerMove] = field(default_factory=list)
     # What the deposit address holds per the ledger after `moves`; raising it asks for a sweep.
     held_base_units: int = 0
+
+
+def deposit_assignment(intent_id: str, *, factory: str, implementation: str) -> DepositAssignment:
+    """The intent's CREATE2 address: computed, not generated; no key exists for it."""
+    address, salt = intent_deposit_address(intent_id, factory=factory, implementation=implementation)
+    return DepositAssignment(address=address, salt=salt, factory=factory)
 
 
 def intent_object(input: PaymentIntentInput, view: PaymentIntentView) -> dict[str, Any]:  # noqa: D401
@@ -83,11 +89,8 @@ class PaymentIntentActivities:
 
     @activity.defn
     async def assign_deposit_address(self, input: AssignDepositInput) -> DepositAssignment:
-        """The intent's CREATE2 address: computed, not generated; no key exists for it."""
         assert input.chain_id == self._chain_id, f"this worker serves chain {self._chain_id}"
-        salt = deposit_salt(input.intent_id)
-        address = predict_deposit_address(factory=self._deposit_factory, implementation=self._deposit_implementation, salt=salt)
-        return DepositAssignment(address=address, salt="0x" + salt.hex(), factory=self._deposit_factory)
+        return deposit_assignment(input.intent_id, factory=self._deposit_factory, implementation=self._deposit_implementation)
 
     @activity.defn
     async def record_payment_intent(self, record: IntentRecord) -> None:

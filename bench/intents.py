@@ -129,6 +129,7 @@ async def run(args: argparse.Namespace) -> dict:
 
     from worker.main import build_worker, ensure_chain_watcher, ensure_sweeper, open_clients
     from workflows.payment_intent_workflow import start_payment_intent
+    from contracts.deposit import intent_deposit_address
     from domain.payment_intents import PaymentIntentInput
 
     state_dir = Path(tempfile.mkdtemp(prefix="settle-bench-intents-"))
@@ -163,11 +164,16 @@ async def run(args: argparse.Namespace) -> dict:
 
                 def new_input() -> PaymentIntentInput:
                     intent_id = f"pi_{uuid.uuid4().hex[:24]}"
+                    # As the API does: the deposit address computed before the workflow starts.
+                    deposit_address, salt = intent_deposit_address(
+                        intent_id, factory=settings.contracts["DepositFactory"], implementation=settings.contracts["DepositForwarder"]
+                    )
                     return PaymentIntentInput(
                         intent_id=intent_id, tenant_id="bench", ledger_id="bench", chain_id=settings.chain_id, asset="usdc",
                         asset_key=asset.key, token_address=asset.token_address, decimals=asset.decimals, amount_base_units=1_000_000,
                         fee_bps=100, confirmations_required=1,
                         expires_at=(datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(), client_secret_hash="bench",
+                        deposit_address=deposit_address, deposit_salt=salt, deposit_factory=settings.contracts["DepositFactory"],
                     )
 
                 # -- throughput: N intents created concurrently, paid, settled

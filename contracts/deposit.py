@@ -118,3 +118,9 @@ def _canonical_address(address: str, *, name: str) -> bytes:
     if is_checksum_formatted_address(address) and not is_checksum_address(address):
         raise ValueError(f"{name} has an invalid EIP-55 checksum: {address!r}")
     return to_canonical_address(address)
+
+
+def intent_deposit_address(intent_id: str, *, factory: str, implementation: str) -> tuple[str, str]:
+    """(checksummed deposit address, 0x-hex salt) of payment intent ``intent_id``."""
+    salt = deposit_salt(intent_id)
+    return predict_deposit_address(factory=factory, implementation=implementation, salt=salt), "0x" + salt.hex()

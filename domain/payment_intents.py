@@ -240,6 +240,11 @@ class PaymentIntentInput:
     idempotency_key: str | None = None
     # Last, so workflows started before it existed still decode their input (None: no notify_url).
     notify_url: str | None = None
+    # The CREATE2 deposit address (and its salt and factory), computed by whoever creates the intent
+    # (the API), so the workflow needs no activity for it; None: the workflow asks its worker.
+    deposit_address: str | None = None
+    deposit_salt: str | None = None
+    deposit_factory: str | None = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         settlement_moves,
     )
 
-from workflows.search_attributes import SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS, SETTLE_STATUS
+from workflows.search_attributes import SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS, SETTLE_STATUS, chain_attribute
 
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -76,15 +76,19 @@ class PaymentIntentWorkflow:
             confirmations_required=input.confirmations_required,
             fee_bps=input.fee_bps,
         )
-        self._deposit = await workflow.execute_local_activity_method(
-            PaymentIntentActivities.assign_deposit_address,
-            AssignDepositInput(intent_id=input.intent_id, chain_id=input.chain_id),
-            start_to_close_timeout=timedelta(seconds=5),
-            retry_policy=DB_RETRY,
-        )
-        workflow.upsert_search_attributes(
-            [SETTLE_CHAIN.value_set(f"evm:{input.chain_id}"), SETTLE_DEPOSIT_ADDRESS.value_set(self._deposit.address.lower())]
-        )
+        if input.deposit_address and input.deposit_salt and input.deposit_factory:
+            # Computed by the API and set as search attributes at start: no activity, no upsert.
+            self._deposit = DepositAssignment(address=input.deposit_address, salt=input.deposit_salt, factory=input.deposit_factory)
+        else:
+            self._deposit = await workflow.execute_local_activity_method(
+                PaymentIntentActivities.assign_deposit_address,
+                AssignDepositInput(intent_id=input.intent_id, chain_id=input.chain_id),
+                start_to_close_timeout=timedelta(seconds=5),
+                retry_policy=DB_RETRY,
+            )
+            workflow.upsert_search_attributes(
+                [SETTLE_CHAIN.value_set(chain_attribute(input.chain_id)), SETTLE_DEPOSIT_ADDRESS.value_set(self._deposit.address.lower())]
+            )
         await self._record(["payment_intent.created"], register=True)
         self._registered = True
         # One timer per window for the intent's whole life (not one per wait): fewer history events.
@@ -257,7 +261,7 @@ async def start_payment_intent(client, input: PaymentIntentInput, *, task_queue:
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from workflows.search_attributes import search_attributes
+    from workflows.search_attributes import chain_attribute, search_attributes
 
     operation = WithStartWorkflowOperation(
         PaymentIntentWorkflow.run,
@@ -265,6 +269,12 @@ async def start_payment_intent(client, input: PaymentIntentInput, *, task_queue:
         id=input.intent_id,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search_attributes(kind="payment_intent", tenant=input.tenant_id, status="requires_payment"),
+        search_attributes=search_attributes(
+            kind="payment_intent",
+            tenant=input.tenant_id,
+            status="requires_payment",
+            chain=chain_attribute(input.chain_id) if input.deposit_address else None,
+            deposit_address=input.deposit_address.lower() if input.deposit_address else None,
+        ),
     )
     return await client.execute_update_with_start_workflow(PaymentIntentWorkflow.register, start_workflow_operation=operation)

@@ -15,10 +15,15 @@ SETTLE_DEPOSIT_ADDRESS = SearchAttributeKey.for_keyword("SettleDepositAddress") 
 ALL_SEARCH_ATTRIBUTES = (SETTLE_TENANT, SETTLE_KIND, SETTLE_STATUS, SETTLE_WALLET, SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS)
 
 
-def search_attributes(*, kind: str, tenant: str | None = None, status: str | None = None) -> TypedSearchAttributes:
+def chain_attribute(chain_id: int) -> str:
+    return f"evm:{chain_id}"
+
+
+def search_attributes(
+    *, kind: str, tenant: str | None = None, status: str | None = None, chain: str | None = None, deposit_address: str | None = None
+) -> TypedSearchAttributes:
     pairs = [SearchAttributePair(SETTLE_KIND, kind)]
-    if tenant is not None:
-        pairs.append(SearchAttributePair(SETTLE_TENANT, tenant))
-    if status is not None:
-        pairs.append(SearchAttributePair(SETTLE_STATUS, status))
+    for key, value in ((SETTLE_TENANT, tenant), (SETTLE_STATUS, status), (SETTLE_CHAIN, chain), (SETTLE_DEPOSIT_ADDRESS, deposit_address)):
+        if value is not None:
+            pairs.append(SearchAttributePair(key, value))
     return TypedSearchAttributes(pairs)

@@ -38,6 +38,7 @@ from api.schemas_payment_intents import (
     PaymentIntentRead,
 )
 from api.schemas_webhooks import NotifySecretCreated
+from contracts.deposit import intent_deposit_address
 from db.payment_intents import (
     EventNotFound,
     PaymentIntentNotFound,
@@ -186,6 +187,16 @@ async def _tenant_intent(request: Request, principal: Principal, intent_id: str)
         raise not_found(str(error), param="id") from None
 
 
+def _deposit_fields(settings: Settings, intent_id: str) -> dict[str, str]:
+    """The intent's CREATE2 deposit address, computed here (pure, no node) so the workflow starts
+    with it and is findable by it at once."""
+    if "DepositFactory" not in settings.contracts or "DepositForwarder" not in settings.contracts:
+        return {}
+    factory = settings.contracts["DepositFactory"]
+    address, salt = intent_deposit_address(intent_id, factory=factory, implementation=settings.contracts["DepositForwarder"])
+    return {"deposit_address": address, "deposit_salt": salt, "deposit_factory": factory}
+
+
 def _conflict(code: str, message: str) -> ApiError:
     return ApiError(409, type=ErrorType.INVALID_REQUEST, code=code, message=message)
 
@@ -243,6 +254,7 @@ async def create_payment_intent(
         cancel_url=body.cancel_url,
         idempotency_key=idempotency.key,
         notify_url=body.notify_url,
+        **_deposit_fields(settings, intent_id),
     )
     notify_secret: str | None = None
     if body.notify_url is not None:

@@ -105,6 +105,25 @@ async def test_create_answers_the_intent_with_a_deposit_address(http, merchant, 
     assert fetched["deposit_address"] == intent["deposit_address"] and "client_secret" not in fetched
 
 
+async def test_the_deposit_address_is_the_create2_prediction_and_findable_in_temporal(http, merchant, stack, temporal_client):
+    """The API computes the CREATE2 address (no node, no activity) and starts the workflow with it
+    as a search attribute: ops find the intent by the address a customer paid."""
+    from contracts.deposit import intent_deposit_address
+
+    intent = await _create(http, merchant)
+    expected, _ = intent_deposit_address(
+        intent["id"], factory=stack["contracts"]["DepositFactory"], implementation=stack["contracts"]["DepositForwarder"]
+    )
+    assert intent["deposit_address"] == expected.lower()
+    query = f"SettleDepositAddress = '{expected.lower()}' AND SettleChain = 'evm:31337' AND SettleTenant = '{merchant.id}'"
+    deadline = asyncio.get_running_loop().time() + 15
+    found: list[str] = []
+    while not found and asyncio.get_running_loop().time() < deadline:
+        found = [execution.id async for execution in temporal_client.list_workflows(query)]
+        await asyncio.sleep(0.2)
+    assert found == [intent["id"]]
+
+
 async def test_same_idempotency_key_is_one_intent(http, merchant, db_pool):
     headers = {**merchant.headers, "Idempotency-Key": str(uuid.uuid4())}
     first = await http.post("/v1/payment_intents", json=BODY, headers=headers)
