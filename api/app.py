@@ -33,6 +33,7 @@ from api.ratelimit import TokenBuckets
 from api.routers import api_keys, audit_events, ops, tenants
 from api.routers import webhook_endpoints
 from api.routers import payment_intents
+from api.routers import refunds
 from api import checkout
 from api.routers.payment_intents import TemporalConnector
 from db.idempotency import purge_expired_idempotency_keys
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(webhook_endpoints.router)
     app.include_router(payment_intents.router)
     app.include_router(payment_intents.events_router)
+    app.include_router(refunds.router)
     app.include_router(checkout.router)
     install_openapi(app)
     return app

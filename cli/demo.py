@@ -16,6 +16,7 @@ from workflows.hello_workflow import HelloInput, HelloWorkflow
 from workflows.search_attributes import search_attributes
 
 DEMO_AMOUNT_BASE_UNITS = 25_000_000  # 25.00 USDC
+DEMO_REFUND_BASE_UNITS = 5_000_000  # 5.00 USDC
 DEMO_FEE_BPS = 100
 DEMO_CONFIRMATIONS = 3  # so the demo shows `processing` while the payment confirms
 WAIT_S = 90
@@ -99,6 +100,7 @@ async def _payment_intent(description: dict) -> None:
         intent = response.json()
         say(f"the merchant created payment intent {intent['id']} for 25.00 USDC: pay to {intent['deposit_address']}")
         say(f"  payment URI: {intent['payment_uri']}")
+        say(f"  the customer's checkout page: {intent['checkout_url']}")
 
         w3 = Web3(Web3.HTTPProvider(description["rpc_url"]))
         customer = w3.eth.account.from_key(description["accounts"]["customer"]["private_key"])
@@ -156,6 +158,27 @@ async def _payment_intent(description: dict) -> None:
         if delivered is None:
             raise StackError("no verified payment_intent.succeeded webhook arrived")
         say(f"the merchant's receiver got a verified webhook: {delivered['type']} for {delivered['data']['object']['id']} (webhook-id {delivered['_webhook_id']})")
+
+        # A refund: part of the payment back to an address the customer gives (not assumed to be
+        # the sender: exchanges pay from hot wallets), out of the merchant's balance.
+        refund_to = w3.eth.account.create().address
+        response = await api.post(
+            f"/v1/payment_intents/{intent['id']}/refunds",
+            headers={**merchant, "Idempotency-Key": f"demo-refund-{time.time_ns()}"},
+            json={"amount": str(DEMO_REFUND_BASE_UNITS), "address": refund_to, "reason": "requested_by_customer"},
+        )
+        _expect(response, 201)
+        refund = response.json()
+        say(f"the merchant refunded 5.00 USDC to {refund_to}: refund {refund['id']} ({refund['status']})")
+        deadline = time.monotonic() + WAIT_S
+        while refund["status"] == "pending" and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            response = await api.get(f"/v1/refunds/{refund['id']}", headers=merchant)
+            _expect(response, 200)
+            refund = response.json()
+        if refund["status"] != "succeeded":
+            raise StackError(f"refund {refund['id']} ended {refund['status']}: {refund.get('failure_code')}")
+        say(f"  refund succeeded in tx {refund.get('tx_hash')}: {refund_to} holds {token.functions.balanceOf(refund_to).call()} base units of USDC")
     finally:
         receiver.stop()
         await api.aclose()

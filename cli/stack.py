@@ -48,6 +48,9 @@ TASK_QUEUE = "settle"
 ACCOUNT_ROLES = ("relayer", "treasury", "customer", "approver_1", "approver_2", "merchant")
 # Test tokens minted to the customer (and relayer) at deploy: 1,000,000 tokens of 6 decimals.
 DEV_MINT_BASE_UNITS = 1_000_000 * 10**6
+# What the treasury lets the relayer move for refunds on the dev chain: everything (uint256 max,
+# which neither test token ever decreases).
+TREASURY_ALLOWANCE_BASE_UNITS = 2**256 - 1
 # Postgres refuses to run as root; as root we run it as this unprivileged user.
 POSTGRES_UNPRIVILEGED_USER = "nobody"
 SERVICE_ORDER = ("postgres", "temporal", "anvil", "worker", "api")
@@ -139,6 +142,7 @@ class Stack:
         database_url = services["postgres"]["database_url"]
         asyncio.run(_prepare_database(database_url))
         state["contracts"] = self._ensure_contracts(services["anvil"]["rpc_url"], state.get("contracts", {}))
+        ensure_treasury_allowances(services["anvil"]["rpc_url"], state["contracts"])
         state["accounts"] = dev_accounts()
         self.save_state(state)
         if self.with_worker:
@@ -219,6 +223,7 @@ class Stack:
                 "SETTLE_CHAIN_ID": str(CHAIN_ID),
                 "SETTLE_CONTRACTS": json.dumps(description["contracts"]),
                 "SETTLE_RELAYER_PRIVATE_KEY": state["accounts"]["relayer"]["private_key"],
+                "SETTLE_TREASURY_ADDRESS": state["accounts"]["treasury"]["address"],
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -393,6 +398,27 @@ class Stack:
 
 
 # -------------------------------------------------------------------- helpers
+def ensure_treasury_allowances(rpc_url: str, contracts: dict[str, str]) -> None:
+    """The treasury lets the relayer move its test tokens (`transferFrom`): refunds pay out of the
+    treasury, signed by the relayer. Checked at every `up`, so an older chain state gets it too."""
+    from web3 import Web3
+
+    from contracts.deploy import TEST_TOKEN_NAMES, approve_spender
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    accounts = dev_accounts()
+    for name in TEST_TOKEN_NAMES:
+        if name in contracts:
+            approve_spender(
+                w3,
+                owner_private_key=accounts["treasury"]["private_key"],
+                token_name=name,
+                token_address=contracts[name],
+                spender=accounts["relayer"]["address"],
+                amount_base_units=TREASURY_ALLOWANCE_BASE_UNITS,
+            )
+
+
 def start_anvil(*, state_dir: Path | None, log_path: Path, port: int, chain_id: int = CHAIN_ID) -> dict:
     """An anvil node on a port, its chain kept in `state_dir` (None: in memory only). Tests start
     private ones (another chain id) for what would disturb the shared chain, such as reorgs."""

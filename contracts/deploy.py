@@ -15,7 +15,7 @@ from web3 import Web3
 
 from contracts import load_artifact
 
-__all__ = ["DeploymentError", "deploy_contract", "deploy_test_tokens"]
+__all__ = ["DeploymentError", "approve_spender", "deploy_contract", "deploy_test_tokens"]
 
 TEST_TOKEN_NAMES = ("TestUSDC", "TestUSDT")
 
@@ -96,6 +96,25 @@ def deploy_test_tokens(
             )
         addresses[name] = address
     return addresses
+
+
+def approve_spender(w3: Web3, *, owner_private_key: str, token_name: str, token_address: str, spender: str, amount_base_units: int) -> None:
+    """``owner`` lets ``spender`` move up to ``amount_base_units`` of the token with ``transferFrom``
+    (the treasury lets the relayer pay refunds). Sends nothing when the allowance is already that
+    high. Works for TestUSDT too, whose ``approve`` returns nothing, as mainnet USDT's."""
+    if not isinstance(amount_base_units, int) or isinstance(amount_base_units, bool) or amount_base_units < 0:
+        raise ValueError(f"amount_base_units must be a non-negative int, got {amount_base_units!r}")
+    owner: LocalAccount = Account.from_key(owner_private_key)
+    token = w3.eth.contract(address=Web3.to_checksum_address(token_address), abi=load_artifact(token_name).abi)
+    spender = Web3.to_checksum_address(spender)
+    if token.functions.allowance(owner.address, spender).call() >= amount_base_units:
+        return
+    _transact(
+        w3,
+        sender=owner,
+        call=token.functions.approve(spender, amount_base_units),
+        description=f"approve {spender} for {amount_base_units} {token_name} of {owner.address}",
+    )
 
 
 def _transact(w3: Web3, *, sender: LocalAccount, call: Any, description: str) -> Any:

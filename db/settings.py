@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr = SecretStr(DEV_ADMIN_API_KEY)
     # name -> address, as JSON in SETTLE_CONTRACTS.
     contracts: dict[str, str] = Field(default_factory=dict)
+    # Where sweeps send deposits; refunds pay out of it with `transferFrom`, which the treasury
+    # approved the relayer for (`settle up` does it on the dev chain). None: no refunds.
+    treasury_address: str | None = None
     worker_metrics_port: int | None = None  # Temporal SDK metrics of the worker
     worker_app_metrics_port: int | None = None  # Settle's own metrics (prometheus_client) of the worker
     log_level: str = "INFO"
@@ -48,6 +51,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
         return value
+
+    @field_validator("treasury_address")
+    @classmethod
+    def _treasury_is_an_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from eth_utils import is_hex_address, to_checksum_address
+
+        if not is_hex_address(value):
+            raise ValueError("treasury_address must be a 0x-prefixed 20-byte hex address")
+        return to_checksum_address(value)
 
     @field_validator("database_url")
     @classmethod

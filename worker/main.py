@@ -26,6 +26,7 @@ from activities.chain_tx import TransactionActivities
 from activities.chain_watcher import ChainWatcherActivities
 from activities.hello import HelloActivities
 from activities.payment_intents import PaymentIntentActivities
+from activities.refunds import RefundActivities
 from activities.sweeps import SweepActivities
 from activities.webhook_settings import get_webhook_settings
 from activities.webhooks import create_webhook_http_client, webhook_activities
@@ -36,12 +37,13 @@ from workflows.chain_watcher_workflow import ChainWatcherInput, ChainWatcherWork
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dispatcher
 from workflows.hello_workflow import HelloWorkflow
 from workflows.payment_intent_workflow import PaymentIntentWorkflow
+from workflows.refund_workflow import RefundWorkflow
 from workflows.search_attributes import search_attributes
 from workflows.sweeper_workflow import SweeperInput, SweeperWorkflow, sweeper_workflow_id
 
 logger = logging.getLogger("settle.worker")
 
-WORKFLOWS = [HelloWorkflow, ChainWatcherWorkflow, PaymentIntentWorkflow, SweeperWorkflow, *WEBHOOK_WORKFLOWS]
+WORKFLOWS = [HelloWorkflow, ChainWatcherWorkflow, PaymentIntentWorkflow, SweeperWorkflow, RefundWorkflow, *WEBHOOK_WORKFLOWS]
 
 
 @dataclass
@@ -63,6 +65,9 @@ def activities_for(clients: WorkerClients, settings: Settings) -> list:
     transactions = TransactionActivities(clients.pool, clients.w3, relayer=clients.relayer, chain_id=settings.chain_id)
     activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
                   transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
+    refunds = RefundActivities(clients.pool, clients.ledger, treasury_address=settings.treasury_address)
+    activities += [refunds.begin_refund, refunds.build_refund_transfer, refunds.reserve_refund, refunds.settle_refund_reservation,
+                   refunds.record_refund_change]
     if "DepositFactory" in settings.contracts:
         intents = PaymentIntentActivities(
             clients.pool,

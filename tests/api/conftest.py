@@ -33,6 +33,7 @@ def settings_for_stack(stack: dict) -> Settings:
         rpc_url=stack["rpc_url"],
         chain_id=stack["chain_id"],
         contracts=stack["contracts"],
+        treasury_address=stack["accounts"]["treasury"]["address"],
     )
 
 

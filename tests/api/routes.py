@@ -459,4 +459,7 @@ ROUTES += INTENT_ROUTES
 from tests.api.routes_notify_secret import NOTIFY_SECRET_ROUTES  # noqa: E402
 
 ROUTES += NOTIFY_SECRET_ROUTES
+from tests.api.routes_refunds import REFUND_ROUTES  # noqa: E402
+
+ROUTES += REFUND_ROUTES
 ROUTES_BY_ID = {case.id: case for case in ROUTES}

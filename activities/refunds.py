@@ -1,0 +1,245 @@
+"""Refunds' side effects: find the refund its creator committed, reserve its money in the ledger
+(pending transfers), build the treasury's token transfer to the customer, post or void the
+reservation, and write the read model and events. The transfer itself goes through the outbox
+(activities.chain_tx) under `<refund id>/transfer`, so a refund sends at most one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.ledger_postings import ACCOUNT_FLAGS_BY_CODE, ledger_account_id
+from db import refunds as refunds_db
+from db.ledger_store import LedgerStore
+from domain.ledger import (
+    AccountCode,
+    AccountFlags,
+    CreateAccountResult,
+    CreateTransferResult,
+    NewAccount,
+    NewTransfer,
+    PendingStatus,
+    TransferFlags,
+)
+from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
+
+TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
+REFUND_TRANSFER_CODE = "refund"
+
+# Business outcomes the workflow turns into a failed refund; never retried.
+INSUFFICIENT_BALANCE = "RefundInsufficientBalance"
+REFUNDS_UNAVAILABLE = "RefundsUnavailable"
+ADDRESS_REFUSED = "RefundAddressRefused"
+LEDGER_TRANSFER_REFUSED = "LedgerTransferRefused"
+LEDGER_ACCOUNT_REFUSED = "LedgerAccountRefused"
+# Retried until the workflow's wait runs out: the tenant's treasury account lacks the money (the
+# intent's sweep is not posted yet).
+TREASURY_SHORT = "RefundTreasuryShort"
+
+
+@dataclass(frozen=True)
+class BeginRefundInput:
+    refund_id: str
+    intent_id: str
+
+
+@dataclass(frozen=True)
+class RefundTransferCallInput:
+    token_address: str
+    to: str
+    amount_base_units: int
+
+
+@dataclass(frozen=True)
+class ReservationInput:
+    refund_id: str
+    tenant_id: str
+    ledger_id: str
+    asset_key: str
+    from_refundable_base_units: int
+    from_balance_base_units: int
+
+
+@dataclass(frozen=True)
+class SettleReservationInput:
+    reservation: ReservationInput
+    post: bool  # True: the transfer was mined, the money left; False: it did not, release it
+
+
+@dataclass(frozen=True)
+class RefundChange:
+    refund_id: str
+    status: str | None = None  # "succeeded" / "failed"; None: only the tx hash changes
+    tx_hash: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    events: list[tuple[str, str]] | None = None  # (event id, event type)
+
+
+class RefundActivities:
+    def __init__(self, pool: asyncpg.Pool, ledger: LedgerStore, *, treasury_address: str | None) -> None:
+        self._pool = pool
+        self._ledger = ledger
+        self._treasury = to_checksum_address(treasury_address) if treasury_address else None
+
+    @activity.defn
+    async def begin_refund(self, input: BeginRefundInput) -> RefundView | None:
+        """The refund as the API committed it, with its `refund.created` event; None if the API's
+        transaction rolled back after starting this workflow (then there is nothing to do)."""
+        refund = await refunds_db.find_created_refund(self._pool, refund_id=input.refund_id, intent_id=input.intent_id)
+        if refund is None:
+            return None
+        if refund.status == RefundStatus.PENDING:
+            refund = await refunds_db.record_refund(
+                self._pool, refund_id=refund.id, events=[(refund_event_id(refund.id, "created"), "refund.created")]
+            )
+        return _view(refund)
+
+    @activity.defn
+    async def build_refund_transfer(self, input: RefundTransferCallInput) -> str:
+        """`transferFrom(treasury, customer, amount)` on the token: the relayer moves the money out
+        of the treasury, which approved it at deploy. TestUSDT (like USDT) returns nothing from it;
+        the receipt's status is what tells."""
+        if self._treasury is None:
+            raise ApplicationError(
+                "no treasury address is configured (SETTLE_TREASURY_ADDRESS)", type=REFUNDS_UNAVAILABLE, non_retryable=True
+            )
+        assert input.amount_base_units > 0
+        to = to_checksum_address(input.to)
+        if to == self._treasury:
+            # The API refuses it where it knows the treasury; a worker configured apart still does.
+            raise ApplicationError("a refund cannot be paid to the treasury itself", type=ADDRESS_REFUSED, non_retryable=True)
+        arguments = abi_encode(["address", "address", "uint256"], [self._treasury, to, input.amount_base_units])
+        return "0x" + (TRANSFER_FROM_SELECTOR + arguments).hex()
+
+    @activity.defn
+    async def reserve_refund(self, input: ReservationInput) -> None:
+        """Pending transfers out of `unallocated` / `merchant_available` into `treasury`, linked:
+        all or none. The accounts' flags refuse an overdraft."""
+        legs = _legs(input)
+        await self._create_accounts(input, legs)
+        transfers = [
+            NewTransfer(
+                id=leg.reserve_transfer_id,
+                debit_account_id=_account(input, leg.debit_code),
+                credit_account_id=_account(input, leg.credit_code),
+                amount=leg.amount_base_units,
+                ledger=input.ledger_id,
+                asset=input.asset_key,
+                code=REFUND_TRANSFER_CODE,
+                flags=TransferFlags.PENDING | (TransferFlags.LINKED if index < len(legs) - 1 else TransferFlags.NONE),
+            )
+            for index, leg in enumerate(legs)
+        ]
+        results = await self._ledger.create_transfers(transfers)
+        failed = [(transfer, code) for transfer, code in zip(transfers, map(_result_code, results)) if code not in _SUCCESSFUL]
+        cause = next(((transfer, code) for transfer, code in failed if code != CreateTransferResult.LINKED_EVENT_FAILED), None)
+        if cause is None:
+            assert not failed
+            await self._refuse_a_voided_reservation(transfers, results)
+            activity.logger.info("refund %s reserved %d base units", input.refund_id, sum(leg.amount_base_units for leg in legs))
+            return
+        transfer, code = cause
+        if code == CreateTransferResult.EXCEEDS_CREDITS:
+            merchant = transfer.debit_account_id.endswith("/merchant_available")
+            source = "the merchant's available balance" if merchant else "the unallocated funds"
+            raise ApplicationError(
+                f"{source} cannot cover {transfer.amount} base units ({transfer.id}: {code})", type=INSUFFICIENT_BALANCE, non_retryable=True
+            )
+        if code == CreateTransferResult.EXCEEDS_DEBITS:
+            # The treasury account holds what was swept into it: the intent's sweep is on its way.
+            raise ApplicationError(f"the treasury holds less than {transfer.amount} base units so far ({transfer.id})", type=TREASURY_SHORT)
+        raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
+
+    @activity.defn
+    async def settle_refund_reservation(self, input: SettleReservationInput) -> None:
+        """Post the reservation (the money left the treasury) or void it (it did not), linked."""
+        legs = _legs(input.reservation)
+        transfers = [
+            NewTransfer(
+                id=leg.post_transfer_id if input.post else leg.void_transfer_id,
+                pending_id=leg.reserve_transfer_id,
+                flags=(TransferFlags.POST_PENDING if input.post else TransferFlags.VOID_PENDING)
+                | (TransferFlags.LINKED if index < len(legs) - 1 else TransferFlags.NONE),
+            )
+            for index, leg in enumerate(legs)
+        ]
+        results = await self._ledger.create_transfers(transfers)
+        for transfer, code in zip(transfers, map(_result_code, results)):
+            if code not in _SUCCESSFUL:
+                # Resolved the other way, or never reserved: the workflow's order forbids both.
+                raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
+        activity.logger.info("refund %s reservation %s", input.reservation.refund_id, "posted" if input.post else "voided")
+
+    @activity.defn
+    async def record_refund_change(self, change: RefundChange) -> RefundView:
+        refund = await refunds_db.record_refund(
+            self._pool,
+            refund_id=change.refund_id,
+            status=RefundStatus(change.status) if change.status else None,
+            tx_hash=change.tx_hash,
+            failure_code=change.failure_code,
+            failure_message=change.failure_message,
+            events=change.events,
+        )
+        if change.events:
+            activity.logger.info("refund %s: %s", change.refund_id, ", ".join(event_type for _, event_type in change.events))
+        return _view(refund)
+
+    async def _refuse_a_voided_reservation(self, transfers: list[NewTransfer], results: list) -> None:
+        """A reservation found again (`exists`) must still be pending or posted: a voided one means
+        this refund already failed (a workflow reset replaying it), and sending now would pay with
+        nothing reserved."""
+        for transfer, code in zip(transfers, map(_result_code, results)):
+            if code == CreateTransferResult.EXISTS:
+                stored = await self._ledger.get_transfer(transfer.id)
+                if stored is not None and stored.pending_status == PendingStatus.VOIDED:
+                    raise ApplicationError(
+                        f"reservation {transfer.id} was voided: the refund already failed", type=LEDGER_TRANSFER_REFUSED, non_retryable=True
+                    )
+
+    async def _create_accounts(self, input: ReservationInput, legs: list[ReservationLeg]) -> None:
+        codes = sorted({leg.debit_code for leg in legs} | {leg.credit_code for leg in legs})
+        accounts = [
+            NewAccount(
+                id=_account(input, code),
+                ledger=input.ledger_id,
+                asset=input.asset_key,
+                code=AccountCode(code),
+                owner=input.tenant_id,
+                flags=ACCOUNT_FLAGS_BY_CODE.get(AccountCode(code), AccountFlags.NONE),
+            )
+            for code in codes
+        ]
+        for account, result in zip(accounts, await self._ledger.create_accounts(accounts)):
+            if _result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+                raise ApplicationError(f"account {account.id}: {_result_code(result)}", type=LEDGER_ACCOUNT_REFUSED, non_retryable=True)
+
+
+_SUCCESSFUL = (CreateTransferResult.OK, CreateTransferResult.EXISTS)
+
+
+def _legs(input: ReservationInput) -> list[ReservationLeg]:
+    funding = RefundFunding(
+        from_refundable_base_units=input.from_refundable_base_units, from_balance_base_units=input.from_balance_base_units
+    )
+    return reservation_legs(input.refund_id, funding)
+
+
+def _account(input: ReservationInput, code: str) -> str:
+    return ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code)
+
+
+def _view(refund: refunds_db.StoredRefund) -> RefundView:
+    return RefundView(
+        id=refund.id, status=refund.status, tx_hash=refund.tx_hash, failure_code=refund.failure_code, failure_message=refund.failure_message
+    )
+
+
+def _result_code(result: object) -> object:
+    return getattr(result, "result", result)
