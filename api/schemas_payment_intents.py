@@ -126,7 +126,9 @@ class PaymentIntentRead(BaseModel):
     amount: str = Field(description="Due, in base units.")
     amount_received: str
     amount_remaining: str
-    amount_refundable: str
+    amount_refundable: str = Field(description="Confirmed money the merchant did not earn (excess, expired, late): the customer's.")
+    amount_refunded: str = Field(description="Sent back to the customer by succeeded refunds.")
+    amount_swept: str = Field(description="Moved from the deposit address to the treasury.")
     fee: str | None = Field(description="The platform's fee, once the intent succeeded.")
     net: str | None = Field(description="What the merchant is credited, once the intent succeeded.")
     fee_bps: int
@@ -154,6 +156,8 @@ class PaymentIntentRead(BaseModel):
             "amount_received": str(intent.amount_received),
             "amount_remaining": str(max(0, intent.amount - intent.amount_received)),
             "amount_refundable": str(intent.amount_refundable),
+            "amount_refunded": str(intent.amount_refunded),
+            "amount_swept": str(intent.amount_swept),
             "fee": str(intent.fee) if intent.fee is not None else None,
             "net": str(intent.net) if intent.net is not None else None,
             "fee_bps": intent.fee_bps,

@@ -51,6 +51,8 @@ class StoredIntent:
     amount: int
     amount_received: int
     amount_refundable: int
+    amount_refunded: int
+    amount_swept: int
     fee: int | None
     net: int | None
     fee_bps: int
@@ -92,6 +94,8 @@ def _intent(row: asyncpg.Record, payments: tuple[IntentPayment, ...] = ()) -> St
         amount=int(row["amount"]),
         amount_received=int(row["amount_received"]),
         amount_refundable=int(row["amount_refundable"]),
+        amount_refunded=int(row["amount_refunded"]),
+        amount_swept=int(row["amount_swept"]),
         fee=int(row["fee"]) if row["fee"] is not None else None,
         net=int(row["net"]) if row["net"] is not None else None,
         fee_bps=row["fee_bps"],

@@ -207,7 +207,7 @@ async def record_refund(
     assert (status is RefundStatus.FAILED) == (failure_code is not None)
     async with pool.acquire() as connection, connection.transaction():
         if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
-            await connection.execute(
+            changed = await connection.execute(
                 """
                 UPDATE refunds SET status = $2, failure_code = $3, failure_message = $4, tx_hash = COALESCE($5, tx_hash),
                     updated_at = now()
@@ -215,6 +215,15 @@ async def record_refund(
                 """,
                 refund_id, status.value, failure_code, failure_message, tx_hash,
             )
+            if status is RefundStatus.SUCCEEDED and changed == "UPDATE 1":
+                # Once, with the status change: a retried call finds the refund no longer pending.
+                await connection.execute(
+                    """
+                    UPDATE payment_intents AS intent SET amount_refunded = intent.amount_refunded + refund.amount, updated_at = now()
+                    FROM refunds AS refund WHERE refund.id = $1 AND intent.id = refund.intent_id
+                    """,
+                    refund_id,
+                )
         elif tx_hash is not None:
             await connection.execute(
                 "UPDATE refunds SET tx_hash = $2, updated_at = now() WHERE id = $1 AND tx_hash IS DISTINCT FROM $2", refund_id, tx_hash

@@ -33,7 +33,8 @@ def _intent(**changes) -> StoredIntent:
     now = datetime.now(timezone.utc)
     fields = dict(
         id="pi_" + "a" * 24, tenant_id="ten_1", status="requires_payment", chain_id=31337, asset="usdc", token_address=TOKEN,
-        deposit_address=DEPOSIT, amount=10_000_000, amount_received=0, amount_refundable=0, fee=None, net=None, fee_bps=100,
+        deposit_address=DEPOSIT, amount=10_000_000, amount_received=0, amount_refundable=0, amount_refunded=0, amount_swept=0,
+        fee=None, net=None, fee_bps=100,
         confirmations_required=3, description="Order 1", metadata={"ref": "x"}, success_url="https://shop.example/ok",
         cancel_url="https://shop.example/cart", client_secret_hash="h", expires_at=now + timedelta(hours=1), created_at=now,
         updated_at=now,

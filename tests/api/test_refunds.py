@@ -122,6 +122,9 @@ async def test_refund_an_overpayment_over_http(http, merchant, stack, db_pool):
     succeeded = next(event for event in events if event["type"] == "refund.succeeded")
     assert succeeded["data"]["id"] == created["id"] and succeeded["data"]["status"] == "succeeded"
     assert (await http.get(f"/v1/events/{succeeded['id']}", headers=merchant.headers)).status_code == 200
+    # The merchant's intent says what went back to the customer and what reached the treasury.
+    refreshed = (await http.get(f"/v1/payment_intents/{intent['id']}", headers=merchant.headers)).json()
+    assert refreshed["amount_refunded"] == str(EXCESS) and int(refreshed["amount_swept"]) >= int(refreshed["amount_received"])
 
 
 async def test_same_idempotency_key_is_one_refund(http, merchant, stack, db_pool):

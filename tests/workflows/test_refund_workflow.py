@@ -418,6 +418,13 @@ async def test_a_retried_send_and_a_second_run_of_the_step_send_one_transaction(
     _mine(private_chain, 2)
     assert await _outbox_rows(db_pool, refund_id) == 1
     assert _balance_of(private_chain, "usdc", customer) == 2_000_000
+    # And its final record written again (a retried local activity): the intent counts it once.
+    from db.refunds import record_refund
+    from domain.refunds import RefundStatus
+
+    await record_refund(db_pool, refund_id=refund_id, status=RefundStatus.SUCCEEDED, tx_hash=done["tx_hash"])
+    refunded = await db_pool.fetchval("SELECT amount_refunded FROM payment_intents WHERE id = $1", intent.intent_id)
+    assert int(refunded) == 2_000_000
 
 
 def _worker_process(stack, private_chain, task_queue: str, log_path) -> subprocess.Popen:

@@ -48,6 +48,8 @@ STATEMENTS = [
     """,
     "CREATE INDEX refunds_tenant_created ON refunds (tenant_id, created_at DESC, id DESC)",
     "CREATE INDEX refunds_intent_created ON refunds (intent_id, created_at DESC, id DESC)",
+    # What reached the customer, per intent: raised once per succeeded refund, with its status.
+    "ALTER TABLE payment_intents ADD COLUMN amount_refunded NUMERIC(78,0) NOT NULL DEFAULT 0 CHECK (amount_refunded >= 0)",
 ]
 
 
@@ -58,4 +60,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE payment_intents DROP COLUMN amount_refunded")
     op.execute("DROP TABLE refunds")

@@ -1,7 +1,7 @@
 """payment_intents.notify_url: where every event of the intent is also delivered
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28
 
 The URL is checked at create time by the same rules as webhook endpoint URLs (and again at send
@@ -14,7 +14,7 @@ Beside 0006 (refunds), also on 0005: upgrades run to "heads".
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

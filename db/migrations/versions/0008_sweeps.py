@@ -2,7 +2,7 @@
 fee-bumped replacements of stuck transactions
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-24
 
 An intent posts its money to the ledger and raises `held` on its row here; the chain's sweeper
@@ -15,7 +15,7 @@ intents' funds.
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
