@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
 
+from activities.chain_calls import chain_call, lower_hex
 from activities.errors import ChainUnavailable
 import rlp
 
@@ -95,10 +96,10 @@ class TransactionActivities:
             activity.heartbeat()
             receipt = await self._receipt_of_any(stored)
             if receipt is not None:
-                head = await self._chain_call(self._w3.eth.block_number)
+                head = await chain_call(self._w3.eth.block_number)
                 if head - receipt["blockNumber"] + 1 >= input.confirmations_min:
                     succeeded = receipt["status"] == 1
-                    mined_hash = _hex(receipt["transactionHash"])
+                    mined_hash = lower_hex(receipt["transactionHash"])
                     await set_transaction_status(
                         self._pool,
                         idempotency_key=input.idempotency_key,
@@ -139,8 +140,8 @@ class TransactionActivities:
         (and at least what the chain asks now), store it, then broadcast it. None if capped, or if
         another worker replaced it first."""
         fields = decode_dynamic_fee_transaction(stored.raw_tx)
-        latest = await self._chain_call(self._w3.eth.get_block("latest"))
-        market_priority_fee = await self._chain_call(self._w3.eth.max_priority_fee)
+        latest = await chain_call(self._w3.eth.get_block("latest"))
+        market_priority_fee = await chain_call(self._w3.eth.max_priority_fee)
         priority_fee = max(_bumped(fields["max_priority_fee_per_gas"]), market_priority_fee)
         max_fee = max(_bumped(fields["max_fee_per_gas"]), 2 * latest.get("baseFeePerGas", 0) + priority_fee)
         if max_fee > input.max_fee_per_gas_cap_wei:
@@ -171,12 +172,6 @@ class TransactionActivities:
                                 input.idempotency_key, stored.nonce, tx_hash, max_fee)
         await self._broadcast(raw_tx, tx_hash)
         return replaced
-
-    async def _chain_call(self, awaitable):
-        try:
-            return await awaitable
-        except (OSError, aiohttp.ClientError, Web3Exception) as error:
-            raise ChainUnavailable(str(error)) from error
 
     async def _sign_and_store(self, input: SendTransactionInput):
         to = AsyncWeb3.to_checksum_address(input.to)
@@ -261,8 +256,3 @@ def decode_dynamic_fee_transaction(raw_tx: str) -> dict:
 def _bumped(fee_wei: int) -> int:
     return -(-fee_wei * FEE_BUMP_PERCENT // 100)
 
-
-def _hex(value: object) -> str:
-    if isinstance(value, str):
-        return value.lower() if value.startswith("0x") else "0x" + value.lower()
-    return "0x" + bytes(value).hex()

@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass
 
-import aiohttp
 import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
-from web3.exceptions import Web3Exception
 
-from activities.errors import ChainUnavailable
+from activities.chain_calls import chain_call, lower_hex
 from db import chain as chain_db
 
 # keccak256("Transfer(address,address,uint256)")
@@ -87,14 +85,14 @@ class ChainWatcherActivities:
         stop_at = loop.time() + input.run_for_s
         cursor = await chain_db.get_cursor(self._pool, chain_id=input.chain_id)
         if cursor is None:
-            cursor = input.start_block if input.start_block is not None else await self._call(self._w3.eth.block_number)
+            cursor = input.start_block if input.start_block is not None else await chain_call(self._w3.eth.block_number)
             await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=cursor)
         result = WatchChainResult(next_block=cursor)
         last_head_told = -1
         while loop.time() < stop_at:
             activity.heartbeat(asdict(result))
             result.passes += 1
-            head = await self._call(self._w3.eth.block_number)
+            head = await chain_call(self._w3.eth.block_number)
             cursor = await self._rewind_on_reorg(input, cursor, result)
             if cursor <= head:
                 to_block = min(head, cursor + input.blocks_per_pass_max - 1)
@@ -112,7 +110,7 @@ class ChainWatcherActivities:
 
     async def _scan(self, input: WatchChainInput, from_block: int, to_block: int, head: int, result: WatchChainResult) -> bool:
         """One range: logs, block hashes, payments, signals. False when the chain moved under us."""
-        logs = await self._call(
+        logs = await chain_call(
             self._w3.eth.get_logs(
                 {
                     "fromBlock": from_block,
@@ -126,15 +124,15 @@ class ChainWatcherActivities:
         hashes_from = max(from_block, to_block - input.reorg_depth_max + 1)
         blocks = []
         for number in range(hashes_from, to_block + 1):
-            block = await self._call(self._w3.eth.get_block(number))
-            blocks.append((number, _hex(block["hash"]), _hex(block["parentHash"])))
+            block = await chain_call(self._w3.eth.get_block(number))
+            blocks.append((number, lower_hex(block["hash"]), lower_hex(block["parentHash"])))
         block_hash_by_number = {number: block_hash for number, block_hash, _ in blocks}
         for log in logs:
             number = log["blockNumber"]
-            if number in block_hash_by_number and _hex(log["blockHash"]) != block_hash_by_number[number]:
+            if number in block_hash_by_number and lower_hex(log["blockHash"]) != block_hash_by_number[number]:
                 return False  # a reorg between the two reads: do the range again
         transfers = [log for log in logs if len(log["topics"]) == 3]
-        recipients = ["0x" + _hex(log["topics"][2])[-40:] for log in transfers]
+        recipients = ["0x" + lower_hex(log["topics"][2])[-40:] for log in transfers]
         deposits = await chain_db.match_deposit_addresses(self._pool, chain_id=input.chain_id, addresses=recipients)
         payments = []
         for log, recipient in zip(transfers, recipients):
@@ -148,14 +146,14 @@ class ChainWatcherActivities:
             payments.append(
                 chain_db.ObservedPayment(
                     chain_id=input.chain_id,
-                    tx_hash=_hex(log["transactionHash"]),
+                    tx_hash=lower_hex(log["transactionHash"]),
                     log_index=log["logIndex"],
                     intent_id=deposit.intent_id,
                     token_address=token,
-                    sender="0x" + _hex(log["topics"][1])[-40:],
+                    sender="0x" + lower_hex(log["topics"][1])[-40:],
                     amount_base_units=amount,
                     block_number=log["blockNumber"],
-                    block_hash=_hex(log["blockHash"]),
+                    block_hash=lower_hex(log["blockHash"]),
                 )
             )
         await chain_db.record_payments(self._pool, payments=payments)
@@ -190,11 +188,11 @@ class ChainWatcherActivities:
         stored = await chain_db.stored_block_hashes(self._pool, chain_id=input.chain_id, from_block=oldest, to_block=newest)
         if newest not in stored:
             return cursor
-        if _hex((await self._call(self._w3.eth.get_block(newest)))["hash"]) == stored[newest]:
+        if lower_hex((await chain_call(self._w3.eth.get_block(newest)))["hash"]) == stored[newest]:
             return cursor
         ancestor = oldest - 1
         for number in range(newest - 1, oldest - 1, -1):
-            if number in stored and _hex((await self._call(self._w3.eth.get_block(number)))["hash"]) == stored[number]:
+            if number in stored and lower_hex((await chain_call(self._w3.eth.get_block(number)))["hash"]) == stored[number]:
                 ancestor = number
                 break
         orphaned_hashes = await chain_db.forget_blocks_after(self._pool, chain_id=input.chain_id, block_number=ancestor)
@@ -218,14 +216,3 @@ class ChainWatcherActivities:
         result.signals_sent += 1
         return True
 
-    async def _call(self, awaitable):
-        try:
-            return await awaitable
-        except (OSError, asyncio.TimeoutError, aiohttp.ClientError, Web3Exception) as error:
-            raise ChainUnavailable(str(error)) from error
-
-
-def _hex(value: object) -> str:
-    if isinstance(value, str):
-        return value.lower() if value.startswith("0x") else "0x" + value.lower()
-    return "0x" + bytes(value).hex()

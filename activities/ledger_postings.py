@@ -4,7 +4,7 @@ every activity that moves money in the ledger (intents, sweeps)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from temporalio.exceptions import ApplicationError
 
@@ -41,21 +41,8 @@ async def post_moves(
     `exists` is a programming or data error, never retried."""
     if not moves:
         return
-    codes = sorted({m.debit_code for m in moves} | {m.credit_code for m in moves})
-    accounts = [
-        NewAccount(
-            id=ledger_account_id(ledger_id=ledger_id, asset_key=asset_key, code=code),
-            ledger=ledger_id,
-            asset=asset_key,
-            code=AccountCode(code),
-            owner=tenant_id,
-            flags=ACCOUNT_FLAGS_BY_CODE.get(AccountCode(code), AccountFlags.NONE),
-        )
-        for code in codes
-    ]
-    for account, result in zip(accounts, await ledger.create_accounts(accounts)):
-        if _result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
-            raise ApplicationError(f"account {account.id}: {_result_code(result)}", type="LedgerAccountRefused", non_retryable=True)
+    codes = {m.debit_code for m in moves} | {m.credit_code for m in moves}
+    await ensure_accounts(ledger, ledger_id=ledger_id, asset_key=asset_key, tenant_id=tenant_id, codes=codes)
     transfers = [
         NewTransfer(
             id=move.transfer_id,
@@ -70,10 +57,30 @@ async def post_moves(
         for index, move in enumerate(moves)
     ]
     for transfer, result in zip(transfers, await ledger.create_transfers(transfers)):
-        code = _result_code(result)
+        code = result_code(result)
         if code not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             raise ApplicationError(f"transfer {transfer.id}: {code}", type="LedgerTransferRefused", non_retryable=True)
 
 
-def _result_code(result: object) -> object:
+async def ensure_accounts(ledger: LedgerStore, *, ledger_id: str, asset_key: str, tenant_id: str, codes: Iterable[str]) -> None:
+    """The tenant's accounts of these codes for one asset, each with its code's flags; creating
+    one that exists is fine, any other refusal is a data or programming error, never retried."""
+    accounts = [
+        NewAccount(
+            id=ledger_account_id(ledger_id=ledger_id, asset_key=asset_key, code=code),
+            ledger=ledger_id,
+            asset=asset_key,
+            code=AccountCode(code),
+            owner=tenant_id,
+            flags=ACCOUNT_FLAGS_BY_CODE.get(AccountCode(code), AccountFlags.NONE),
+        )
+        for code in sorted(codes)
+    ]
+    for account, result in zip(accounts, await ledger.create_accounts(accounts)):
+        if result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
+            raise ApplicationError(f"account {account.id}: {result_code(result)}", type="LedgerAccountRefused", non_retryable=True)
+
+
+def result_code(result: object) -> object:
+    """The code of a ledger result, whether the store answered a typed result or the bare code."""
     return getattr(result, "result", result)

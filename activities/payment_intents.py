@@ -11,13 +11,11 @@ from typing import Any
 import asyncpg
 from temporalio import activity
 
-from activities.ledger_postings import ledger_account_id, post_moves
+from activities.ledger_postings import post_moves
 from contracts.deposit import intent_deposit_address
 from db.ledger_store import LedgerStore
 from db.sweeps import SweepRequest, request_sweep
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
-
-__all__ = ["ledger_account_id"]  # re-exported: the intents' ledger accounts are named here too
 
 
 @dataclass(frozen=True)

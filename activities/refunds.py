@@ -13,19 +13,10 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.ledger_postings import ACCOUNT_FLAGS_BY_CODE, ledger_account_id
+from activities.ledger_postings import ensure_accounts, ledger_account_id, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
-from domain.ledger import (
-    AccountCode,
-    AccountFlags,
-    CreateAccountResult,
-    CreateTransferResult,
-    NewAccount,
-    NewTransfer,
-    PendingStatus,
-    TransferFlags,
-)
+from domain.ledger import CreateTransferResult, NewTransfer, PendingStatus, TransferFlags
 from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
 
 TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
@@ -122,7 +113,10 @@ class RefundActivities:
         """Pending transfers out of `unallocated` / `merchant_available` into `treasury`, linked:
         all or none. The accounts' flags refuse an overdraft."""
         legs = _legs(input)
-        await self._create_accounts(input, legs)
+        await ensure_accounts(
+            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id,
+            codes={leg.debit_code for leg in legs} | {leg.credit_code for leg in legs},
+        )
         transfers = [
             NewTransfer(
                 id=leg.reserve_transfer_id,
@@ -137,7 +131,7 @@ class RefundActivities:
             for index, leg in enumerate(legs)
         ]
         results = await self._ledger.create_transfers(transfers)
-        failed = [(transfer, code) for transfer, code in zip(transfers, map(_result_code, results)) if code not in _SUCCESSFUL]
+        failed = [(transfer, code) for transfer, code in zip(transfers, map(result_code, results)) if code not in _SUCCESSFUL]
         cause = next(((transfer, code) for transfer, code in failed if code != CreateTransferResult.LINKED_EVENT_FAILED), None)
         if cause is None:
             assert not failed
@@ -170,7 +164,7 @@ class RefundActivities:
             for index, leg in enumerate(legs)
         ]
         results = await self._ledger.create_transfers(transfers)
-        for transfer, code in zip(transfers, map(_result_code, results)):
+        for transfer, code in zip(transfers, map(result_code, results)):
             if code not in _SUCCESSFUL:
                 # Resolved the other way, or never reserved: the workflow's order forbids both.
                 raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
@@ -195,30 +189,13 @@ class RefundActivities:
         """A reservation found again (`exists`) must still be pending or posted: a voided one means
         this refund already failed (a workflow reset replaying it), and sending now would pay with
         nothing reserved."""
-        for transfer, code in zip(transfers, map(_result_code, results)):
+        for transfer, code in zip(transfers, map(result_code, results)):
             if code == CreateTransferResult.EXISTS:
                 stored = await self._ledger.get_transfer(transfer.id)
                 if stored is not None and stored.pending_status == PendingStatus.VOIDED:
                     raise ApplicationError(
                         f"reservation {transfer.id} was voided: the refund already failed", type=LEDGER_TRANSFER_REFUSED, non_retryable=True
                     )
-
-    async def _create_accounts(self, input: ReservationInput, legs: list[ReservationLeg]) -> None:
-        codes = sorted({leg.debit_code for leg in legs} | {leg.credit_code for leg in legs})
-        accounts = [
-            NewAccount(
-                id=_account(input, code),
-                ledger=input.ledger_id,
-                asset=input.asset_key,
-                code=AccountCode(code),
-                owner=input.tenant_id,
-                flags=ACCOUNT_FLAGS_BY_CODE.get(AccountCode(code), AccountFlags.NONE),
-            )
-            for code in codes
-        ]
-        for account, result in zip(accounts, await self._ledger.create_accounts(accounts)):
-            if _result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
-                raise ApplicationError(f"account {account.id}: {_result_code(result)}", type=LEDGER_ACCOUNT_REFUSED, non_retryable=True)
 
 
 _SUCCESSFUL = (CreateTransferResult.OK, CreateTransferResult.EXISTS)
@@ -240,6 +217,3 @@ def _view(refund: refunds_db.StoredRefund) -> RefundView:
         id=refund.id, status=refund.status, tx_hash=refund.tx_hash, failure_code=refund.failure_code, failure_message=refund.failure_message
     )
 
-
-def _result_code(result: object) -> object:
-    return getattr(result, "result", result)

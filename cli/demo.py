@@ -61,7 +61,7 @@ async def _hello(description: dict) -> None:
 async def _payment_intent(description: dict) -> None:
     from web3 import Web3
 
-    from activities.payment_intents import ledger_account_id
+    from activities.ledger_postings import ledger_account_id
     from contracts import load_artifact
     from db.ledger_store import LedgerStore
     from db.settings import Settings

@@ -15,7 +15,6 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -39,14 +38,9 @@ with workflow.unsafe.imports_passed_through():
         settlement_moves,
     )
 
+from workflows.retry_policies import DB_RETRY
 from workflows.search_attributes import SETTLE_CHAIN, SETTLE_DEPOSIT_ADDRESS, SETTLE_STATUS, chain_attribute
 
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["LedgerAccountRefused", "LedgerTransferRefused"],
-)
 # After it is terminal, an intent keeps listening this long so a late payment is handled by the
 # intent itself; after that the watcher records late payments on its own.
 LATE_WINDOW = timedelta(minutes=10)

@@ -46,28 +46,14 @@ with workflow.unsafe.imports_passed_through():
         refund_transfer_key,
     )
 
+from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, TRANSACTION_NEVER_MINED_OR_REVERTED
 from workflows.search_attributes import SETTLE_STATUS, SETTLE_WALLET
 
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED],
-)
 RESERVE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=[INSUFFICIENT_BALANCE, LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED],
-)
-# No attempt limit: a node that is down delays the refund. These errors mean the transaction was
-# never sent, can never be mined (its nonce went to another), or was mined and reverted.
-TRANSACTION_NEVER_MINED_OR_REVERTED = ["TransactionWouldRevert", "TransactionReverted", "NonceConflict", "TransactionUnknown"]
-CHAIN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=TRANSACTION_NEVER_MINED_OR_REVERTED,
 )
 # How long a refund waits for the intent's money to reach the treasury account (its sweep) before
 # it fails with nothing reserved.

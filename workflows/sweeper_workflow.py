@@ -10,20 +10,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain_tx import SendTransactionInput, TransactionActivities, WaitTransactionInput
     from activities.sweeps import ClaimSweepBatchInput, SweepActivities, SweepBatch, SweepBatchInput, WaitSweepsDueInput
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=10))
-CHAIN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["TransactionWouldRevert", "TransactionReverted", "NonceConflict", "TransactionUnknown"],
-)
+from workflows.retry_policies import CHAIN_RETRY, DB_RETRY
+
 BATCHES_PER_RUN_MAX = 100
 
 

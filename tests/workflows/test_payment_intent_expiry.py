@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from temporalio.worker import Worker
 
 from activities.chain_watcher import PaymentSignal
-from activities.payment_intents import PaymentIntentActivities, ledger_account_id
+from activities.ledger_postings import ledger_account_id
+from activities.payment_intents import PaymentIntentActivities
 from db.ledger_store import LedgerStore
 from domain.payment_intents import PaymentIntentInput
 from tests.temporal_env import time_skipping_environment

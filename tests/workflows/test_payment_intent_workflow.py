@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.payment_intents import ledger_account_id
+from activities.ledger_postings import ledger_account_id
 from contracts import load_artifact
 from db.ledger_store import LedgerStore
 from db.settings import Settings

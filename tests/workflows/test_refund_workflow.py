@@ -27,7 +27,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.chain_tx import SendTransactionInput, TransactionActivities
-from activities.payment_intents import ledger_account_id
+from activities.ledger_postings import ledger_account_id
 from api.app import create_app
 from api.config import ApiSettings
 from api.idempotency import IdempotencyContext
