@@ -13,6 +13,7 @@ from temporalio import activity
 
 from activities.ledger_postings import post_moves
 from contracts.deposit import intent_deposit_address
+from db.chain import DepositAddress, register_deposit_address
 from db.ledger_store import LedgerStore
 from db.sweeps import SweepRequest, request_sweep
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
@@ -113,12 +114,12 @@ class PaymentIntentActivities:
                     input.description, json.dumps(input.metadata), input.success_url, input.cancel_url,
                     input.client_secret_hash, input.idempotency_key, datetime.fromisoformat(input.expires_at), input.notify_url,
                 )
-                await connection.execute(
-                    """
-                    INSERT INTO deposit_addresses (chain_id, address, intent_id, token_address, salt) VALUES ($1, $2, $3, $4, $5)
-                    ON CONFLICT (chain_id, address) DO NOTHING
-                    """,
-                    input.chain_id, record.deposit.address.lower(), input.intent_id, input.token_address.lower(), record.deposit.salt,
+                await register_deposit_address(
+                    connection,
+                    deposit=DepositAddress(
+                        chain_id=input.chain_id, address=record.deposit.address, intent_id=input.intent_id, token_address=input.token_address
+                    ),
+                    salt=record.deposit.salt,
                 )
             await connection.execute(
                 """

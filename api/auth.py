@@ -162,6 +162,11 @@ def route_tier(route: Any, method: str) -> str:
     return {"POST": TIER_CREATE, "GET": TIER_READ, "HEAD": TIER_READ}.get(method.upper(), TIER_WRITE)
 
 
+def check_ip_rate_limit(request: Request) -> None:
+    """The per-client-IP limit of the route's tier (unauthenticated routes have only this one)."""
+    check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
+
+
 def check_rate_limit(request: Request, *, dimension: Literal["ip", "key"], subject: str) -> None:
     api_settings: ApiSettings = request.app.state.api_settings
     done = f"rate_limited_{dimension}"
@@ -194,7 +199,7 @@ async def authorize_tenant(
     security_scopes: SecurityScopes,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> Principal:
-    check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
+    check_ip_rate_limit(request)
     principal = await authenticate(request, credentials)
     check_rate_limit(request, dimension="key", subject=principal.rate_limit_subject)
     if principal.kind != "tenant":
@@ -212,7 +217,7 @@ async def authorize_platform_admin(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> Principal:
-    check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
+    check_ip_rate_limit(request)
     principal = await authenticate(request, credentials)
     check_rate_limit(request, dimension="key", subject=principal.rate_limit_subject)
     if principal.kind != "platform_admin":

@@ -14,7 +14,7 @@ import asyncpg
 from db.audit import Clause, fetch_page
 from db.payment_intents import PaymentIntentNotFound
 from domain.pagination import Page, PageRequest
-from domain.refunds import RefundFunding, RefundStatus, fund_refund, refund_capacity
+from domain.refunds import TERMINAL_REFUND_STATUSES, RefundFunding, RefundStatus, fund_refund, refund_capacity
 
 Connection = asyncpg.Pool | asyncpg.Connection
 
@@ -206,7 +206,7 @@ async def record_refund(
     transaction. Safe to run again: a final status is written once, events by their ids."""
     assert (status is RefundStatus.FAILED) == (failure_code is not None)
     async with pool.acquire() as connection, connection.transaction():
-        if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        if status in TERMINAL_REFUND_STATUSES:
             changed = await connection.execute(
                 """
                 UPDATE refunds SET status = $2, failure_code = $3, failure_message = $4, tx_hash = COALESCE($5, tx_hash),

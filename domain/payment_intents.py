@@ -105,10 +105,6 @@ class IntentState:
         return sum(p.amount_base_units for p in self._live_payments(late=False) if self.is_confirmed(p))
 
     @property
-    def amount_late_base_units(self) -> int:
-        return sum(p.amount_base_units for p in self._live_payments(late=True))
-
-    @property
     def amount_remaining_base_units(self) -> int:
         return max(0, self.amount_due_base_units - self.amount_received_base_units)
 

@@ -27,8 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain.payment_intents import IntentStatus
+
 ZERO_ADDRESS = "0x" + "0" * 40
-INTENT_STATUS_SUCCEEDED = "succeeded"
 
 
 class RefundStatus(StrEnum):
@@ -116,7 +117,7 @@ def refund_capacity(
     minus what the intent's pending and succeeded refunds took from each."""
     assert type(amount_refundable_base_units) is int and amount_refundable_base_units >= 0
     assert type(amount_gross_base_units) is int and amount_gross_base_units > 0
-    balance_max = amount_gross_base_units if intent_status == INTENT_STATUS_SUCCEEDED else 0
+    balance_max = amount_gross_base_units if intent_status == IntentStatus.SUCCEEDED else 0
     taken = list(refunds_not_failed)
     refundable_taken = sum(refund.from_refundable_base_units for refund in taken)
     balance_taken = sum(refund.from_balance_base_units for refund in taken)

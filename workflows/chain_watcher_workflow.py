@@ -4,7 +4,7 @@ history grows large. The cursor lives in PostgreSQL, so a restart neither misses
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -32,7 +32,6 @@ class ChainWatcherState:
     payments_seen: int = 0
     reorgs: int = 0
     activity_runs: int = 0
-    last_result: dict = field(default_factory=dict)
 
 
 def watcher_workflow_id(chain_id: int) -> str:

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentIntentActivities,
     )
     from domain.payment_intents import (
+        TERMINAL_STATUSES,
         IntentRuleViolation,
         IntentState,
         IntentStatus,
@@ -87,7 +88,7 @@ class PaymentIntentWorkflow:
         self._registered = True
         # One timer per window for the intent's whole life (not one per wait): fewer history events.
         expiry = _Deadline(datetime.fromisoformat(input.expires_at))
-        while self._state.status not in (IntentStatus.SUCCEEDED, IntentStatus.EXPIRED, IntentStatus.CANCELED):
+        while self._state.status not in TERMINAL_STATUSES:
             await workflow.wait_condition(lambda: self._changed or expiry.passed)
             if self._changed:
                 self._changed = False
@@ -255,7 +256,7 @@ async def start_payment_intent(client, input: PaymentIntentInput, *, task_queue:
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from workflows.search_attributes import chain_attribute, search_attributes
+    from workflows.search_attributes import search_attributes
 
     operation = WithStartWorkflowOperation(
         PaymentIntentWorkflow.run,

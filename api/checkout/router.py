@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
-from api.auth import check_rate_limit
+from api.auth import check_ip_rate_limit
 from api.checkout.config import CheckoutSettings, get_checkout_settings
 from api.checkout.strings import Strings
 from api.checkout.view import CheckoutState, CheckoutView, checkout_view
 from api.errors import ApiError, error_response, not_found
-from api.routers.payment_intents import hash_client_secret
-from db.payment_intents import StoredIntent, find_payment_intent
+from api.routers.payment_intents import authorized_intent
+from db.payment_intents import StoredIntent
 from db.settings import Settings
 from db.tenants import TenantNotFound, get_tenant
 from domain.money import Asset
 from domain.payment_intents import IntentStatus
-from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN
 
 logger = logging.getLogger("settle.api")
 
 PACKAGE_DIR = Path(__file__).parent
-CLIENT_SECRET_LENGTH_MAX = 200
-# Compared against when no intent matched, so a miss costs what a wrong secret costs.
-_DUMMY_SECRET_HASH = hashlib.sha256(b"settle: no such intent").hexdigest()
-_INTENT_ID = re.compile(OBJECT_ID_PATTERN)
 
 STATIC_TYPES = {
     "checkout.js": "text/javascript; charset=utf-8",
@@ -166,8 +159,8 @@ def _state_context(request: Request, view: CheckoutView, strings: Strings, setti
     }
 
 
-def _state_html(request: Request, view: CheckoutView, strings: Strings, settings: CheckoutSettings) -> str:
-    return _render("state.html", request, strings, **_state_context(request, view, strings, settings))
+def _state_html(request: Request, strings: Strings, context: dict[str, Any]) -> str:
+    return _render("state.html", request, strings, **context)
 
 
 def _version(html: str) -> str:
@@ -175,23 +168,6 @@ def _version(html: str) -> str:
 
 
 # ---------------------------------------------------------------------------- reads
-async def _authorized_intent(request: Request, intent_id: str, client_secret: str | None) -> StoredIntent | None:
-    """The intent, if `client_secret` is its secret; None for every other case alike."""
-    valid_shape = (
-        len(intent_id) <= OBJECT_ID_LENGTH_MAX
-        and _INTENT_ID.match(intent_id) is not None
-        and intent_id.startswith("pi_")
-        and client_secret is not None
-        and 0 < len(client_secret) <= CLIENT_SECRET_LENGTH_MAX
-    )
-    intent = await find_payment_intent(request.app.state.pool, intent_id=intent_id) if valid_shape else None
-    stored = intent.client_secret_hash if intent is not None else _DUMMY_SECRET_HASH
-    given = hash_client_secret(client_secret or "")
-    if not hmac.compare_digest(stored.encode(), given.encode()) or intent is None or not valid_shape:
-        return None
-    return intent
-
-
 def _asset_of(settings: Settings, intent: StoredIntent) -> Asset | None:
     asset = settings.assets().get(intent.asset)
     if asset is None or asset.chain_id != intent.chain_id or (asset.token_address or "").lower() != intent.token_address.lower():
@@ -234,7 +210,7 @@ async def _view(request: Request, intent: StoredIntent, strings: Strings, settin
 
 def _rate_limited(request: Request) -> ApiError | None:
     try:
-        check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
+        check_ip_rate_limit(request)
     except ApiError as error:
         return error
     return None
@@ -257,11 +233,14 @@ async def checkout_page(request: Request) -> Response:
         )
         response.headers.update(limited.headers)
         return response
-    intent = await _authorized_intent(request, request.path_params["intent_id"], _client_secret(request))
+    intent = await authorized_intent(
+        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+    )
     if intent is None:
         return _not_valid_page(request, strings, settings)
     view = await _view(request, intent, strings, settings)
-    state_html = _state_html(request, view, strings, settings)
+    context = _state_context(request, view, strings, settings)
+    state_html = _state_html(request, strings, context)
     root_path = request.scope.get("root_path", "")
     return _page(
         request,
@@ -275,7 +254,7 @@ async def checkout_page(request: Request) -> Response:
         poll_interval_ms=settings.poll_interval_ms,
         server_now=datetime.now(timezone.utc).isoformat(),
         script_strings=strings.for_script(),
-        **_state_context(request, view, strings, settings),
+        **context,
     )
 
 
@@ -286,18 +265,21 @@ async def checkout_status(request: Request) -> Response:
     limited = _rate_limited(request)
     if limited is not None:
         return _secured(error_response(request, limited), settings)
-    intent = await _authorized_intent(request, request.path_params["intent_id"], _client_secret(request))
+    intent = await authorized_intent(
+        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+    )
     if intent is None:
         return _secured(error_response(request, not_found(f"No such payment intent: {request.path_params['intent_id']}", param="id")), settings)
     view = await _view(request, intent, strings, settings)
-    html = _state_html(request, view, strings, settings)
+    context = _state_context(request, view, strings, settings)
+    html = _state_html(request, strings, context)
     body = {
         "object": "checkout_state",
         "state": str(view.state),
         "terminal": view.terminal,
         "version": _version(html),
         "html": html,
-        "announcement": announcement(view, strings),
+        "announcement": context["announcement"],
         "redirect_url": view.redirect_url,
         "redirect_after_ms": settings.redirect_delay_ms,
         "poll_after_ms": settings.poll_interval_ms,

@@ -6,6 +6,7 @@ is still due). Never the fee, the net or the metadata: they are not even carried
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -99,9 +100,11 @@ def transfer_calldata(*, to: str, amount_base_units: int) -> str:
     return TRANSFER_SELECTOR + to[2:].lower().rjust(64, "0") + format(amount_base_units, "x").rjust(64, "0")
 
 
+@functools.lru_cache(maxsize=1024)
 def qr_svg(uri: str) -> str:
     """An inline SVG QR code of `uri`, sized by CSS (no width/height), hidden from screen readers
-    (its container carries the accessible label)."""
+    (its container carries the accessible label). Cached: an open page polls every few seconds
+    for the same URI, and encoding one takes ~12 ms of the event loop."""
     code = segno.make(uri, error=QR_ERROR_CORRECTION, micro=False)
     svg = code.svg_inline(
         scale=1, border=QR_BORDER_MODULES, omitsize=True, dark="#000", light="#fff", svgclass="qr-code", lineclass="qr-modules"

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.auth import Principal, check_rate_limit, tenant_key
+from api.auth import Principal, check_ip_rate_limit, tenant_key
 from api.config import TIER_WRITE
 from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
@@ -81,7 +82,9 @@ TEMPORAL_RETRY_INTERVAL_S = 2.0
 TEMPORAL_WAIT_S = 5.0
 VIEW_QUERY_TIMEOUT_S = 2.0
 UNAVAILABLE = {503: {"model": ErrorResponse, "description": "The workflow engine is unreachable for now; retry later (`api_error`)."}}
+# Compared against when no intent matched, so a miss costs what a wrong secret costs.
 _DUMMY_SECRET_HASH = hashlib.sha256(b"settle: no such intent").hexdigest()
+_INTENT_ID = re.compile(OBJECT_ID_PATTERN)
 
 
 # ---------------------------------------------------------------------------- temporal
@@ -134,14 +137,10 @@ class TemporalConnector:
         return self.client
 
 
-def unavailable() -> ApiError:
-    return ApiError(
-        503,
-        type=ErrorType.API,
-        code="temporal_unavailable",
-        message="Payment intents are unavailable for a moment: the workflow engine cannot be reached. Retry later.",
-        headers={"Retry-After": "5"},
-    )
+def unavailable(
+    message: str = "Payment intents are unavailable for a moment: the workflow engine cannot be reached. Retry later.",
+) -> ApiError:
+    return ApiError(503, type=ErrorType.API, code="temporal_unavailable", message=message, headers={"Retry-After": "5"})
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -179,12 +178,32 @@ async def _payment_confirmations(request: Request, intent: StoredIntent) -> dict
     return {f"{payment.tx_hash.lower()}:{payment.log_index}": payment.confirmations for payment in view.payments}
 
 
-async def _tenant_intent(request: Request, principal: Principal, intent_id: str) -> StoredIntent:
+async def authorized_intent(pool: Any, *, intent_id: str, client_secret: str | None) -> StoredIntent | None:
+    """The intent, if `client_secret` is its secret; None for every other case alike (no such
+    intent, wrong or missing secret, malformed input), at the same cost: a miss is compared against
+    a dummy hash. The public view and the checkout page open an intent only through this."""
+    valid_shape = (
+        len(intent_id) <= OBJECT_ID_LENGTH_MAX
+        and _INTENT_ID.match(intent_id) is not None
+        and intent_id.startswith("pi_")
+        and client_secret is not None
+        and 0 < len(client_secret) <= CLIENT_SECRET_LENGTH_MAX
+    )
+    intent = await find_payment_intent(pool, intent_id=intent_id) if valid_shape else None
+    stored = intent.client_secret_hash if intent is not None else _DUMMY_SECRET_HASH
+    given = hash_client_secret(client_secret or "")
+    if not hmac.compare_digest(stored.encode(), given.encode()) or intent is None or not valid_shape:
+        return None
+    return intent
+
+
+async def tenant_intent(request: Request, principal: Principal, intent_id: str, *, param: str = "id") -> StoredIntent:
+    """The caller's tenant's intent, or a 404 naming `param` (another tenant's intent is not found)."""
     assert principal.tenant_id is not None
     try:
         return await get_payment_intent(request.app.state.pool, tenant_id=principal.tenant_id, intent_id=intent_id)
     except PaymentIntentNotFound as error:
-        raise not_found(str(error), param="id") from None
+        raise not_found(str(error), param=param) from None
 
 
 def _deposit_fields(settings: Settings, intent_id: str) -> dict[str, str]:
@@ -305,7 +324,7 @@ async def list_intents(
 
 @router.get("/{intent_id}", response_model=PaymentIntentRead, summary="Retrieve a payment intent")
 async def retrieve_intent(request: Request, principal: IntentsRead, intent_id: IntentId) -> PaymentIntentRead:
-    intent = await _tenant_intent(request, principal, intent_id)
+    intent = await tenant_intent(request, principal, intent_id)
     return PaymentIntentRead(**PaymentIntentRead.fields_of(intent, await _payment_confirmations(request, intent)))
 
 
@@ -320,7 +339,7 @@ async def cancel_intent(request: Request, principal: IntentsWrite, idempotency: 
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.exceptions import ApplicationError
 
-    intent = await _tenant_intent(request, principal, intent_id)
+    intent = await tenant_intent(request, principal, intent_id)
     terminal = _conflict("intent_terminal", f"This payment intent is {intent.status}; it can no longer be canceled.")
     received = _conflict(
         "payment_received", "This payment intent has received a payment and cannot be canceled; refund it once it settles."
@@ -346,7 +365,7 @@ async def cancel_intent(request: Request, principal: IntentsWrite, idempotency: 
             raise terminal from None
         logger.warning("could not cancel payment intent %s: %s", intent.id, type(error).__name__)
         raise unavailable() from None
-    return PaymentIntentRead.of(await _tenant_intent(request, principal, intent_id))
+    return PaymentIntentRead.of(await tenant_intent(request, principal, intent_id))
 
 
 @router.get(
@@ -362,11 +381,9 @@ async def public_intent(
         str | None, Query(max_length=CLIENT_SECRET_LENGTH_MAX, description="The `client_secret` of the create response.")
     ] = None,
 ) -> PaymentIntentPublic:
-    check_rate_limit(request, dimension="ip", subject=getattr(request.state, "client_ip", None) or "unknown")
-    intent = await find_payment_intent(request.app.state.pool, intent_id=intent_id)
-    stored = intent.client_secret_hash if intent is not None else _DUMMY_SECRET_HASH
-    given = hash_client_secret(client_secret or "")
-    if not hmac.compare_digest(stored.encode(), given.encode()) or intent is None or not client_secret:
+    check_ip_rate_limit(request)
+    intent = await authorized_intent(request.app.state.pool, intent_id=intent_id, client_secret=client_secret)
+    if intent is None:
         # One answer for "no such intent" and "wrong secret": the id alone reveals nothing.
         raise not_found(f"No such payment intent: {intent_id}", param="id")
     return PaymentIntentPublic.of(intent, await _payment_confirmations(request, intent))

@@ -14,12 +14,13 @@ from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import Principal, tenant_key
-from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
+from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams
+from api.routers.payment_intents import UNAVAILABLE, IntentId, tenant_intent, unavailable
 from api.routing import settle_router
 from api.schemas_refunds import RefundCreate, RefundList, RefundRead
-from db.payment_intents import PaymentIntentNotFound, StoredIntent, get_payment_intent
+from db.payment_intents import PaymentIntentNotFound, StoredIntent
 from db.refunds import RefundNotFound, create_refund, get_refund, is_deposit_address, list_refunds
 from db.settings import Settings
 from domain.money import InvalidAmount, parse_amount
@@ -34,29 +35,7 @@ router = settle_router(tags=["refunds"])
 # Refunds move a payment intent's money: the intents' scopes govern them.
 RefundsRead = Annotated[Principal, tenant_key(Scope.PAYMENT_INTENTS_READ)]
 RefundsWrite = Annotated[Principal, tenant_key(Scope.PAYMENT_INTENTS_WRITE)]
-IntentId = Annotated[
-    str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="A payment intent id, `pi_...`.")
-]
 RefundId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="A refund id, `re_...`.")]
-UNAVAILABLE = {503: {"model": ErrorResponse, "description": "The workflow engine is unreachable for now; retry later (`api_error`)."}}
-
-
-def _unavailable() -> ApiError:
-    return ApiError(
-        503,
-        type=ErrorType.API,
-        code="temporal_unavailable",
-        message="Refunds are unavailable for a moment: the workflow engine cannot be reached. Nothing was created; retry later.",
-        headers={"Retry-After": "5"},
-    )
-
-
-async def _tenant_intent(request: Request, principal: Principal, intent_id: str) -> StoredIntent:
-    assert principal.tenant_id is not None
-    try:
-        return await get_payment_intent(request.app.state.pool, tenant_id=principal.tenant_id, intent_id=intent_id)
-    except PaymentIntentNotFound as error:
-        raise not_found(str(error), param="intent_id") from None
 
 
 async def _check_destination(request: Request, settings: Settings, intent: StoredIntent, address: str) -> None:
@@ -88,7 +67,7 @@ async def create_intent_refund(
 ) -> JSONResponse:
     assert principal.tenant_id is not None
     settings: Settings = request.app.state.settings
-    intent = await _tenant_intent(request, principal, intent_id)
+    intent = await tenant_intent(request, principal, intent_id, param="intent_id")
     asset = settings.assets().get(intent.asset)
     if asset is None or asset.chain_id != intent.chain_id or (asset.token_address or "").lower() != intent.token_address.lower():
         message = f"{intent.asset} on chain {intent.chain_id} is not served here."
@@ -133,7 +112,9 @@ async def create_intent_refund(
                     await start_refund(client, input, task_queue=settings.task_queue)
                 except Exception as error:  # noqa: BLE001 - RPC failures, timeouts: nothing is committed, retry
                     logger.warning("could not start refund %s: %s", refund_id, type(error).__name__)
-                    raise _unavailable() from None
+                    raise unavailable(
+                        "Refunds are unavailable for a moment: the workflow engine cannot be reached. Nothing was created; retry later."
+                    ) from None
     except PaymentIntentNotFound as error:
         raise not_found(str(error), param="intent_id") from None
     except RefundRuleError as error:
@@ -146,7 +127,7 @@ async def create_intent_refund(
 )
 async def list_intent_refunds(request: Request, principal: RefundsRead, page: PageParams, intent_id: IntentId) -> RefundList:
     assert principal.tenant_id is not None
-    intent = await _tenant_intent(request, principal, intent_id)
+    intent = await tenant_intent(request, principal, intent_id, param="intent_id")
     result = await list_refunds(request.app.state.pool, tenant_id=principal.tenant_id, page=page, intent_id=intent.id)
     return RefundList.of(result, url=f"/v1/payment_intents/{intent.id}/refunds", item=RefundRead.of)
 
