@@ -7,8 +7,17 @@
   to `idempotency_wait_s`) and get its response, or 409 `idempotency_key_in_use`.
 - Keys are kept `idempotency_retention_s` (at least 24 h), per tenant.
 - A request that fails (4xx, 5xx) gives its key back: it changed nothing, so a retry runs afresh.
-- A response field named `secret` is not kept: secrets exist once, in the first response. A
-  replay carries `null` there.
+- A response field named `secret` (an API key's, a webhook signing secret) is not kept: such a
+  secret exists once, in the first response; a replay carries `null` there, and its holder rotates
+  it if it was lost.
+- A payment intent's `client_secret`, and the `checkout_url` that carries it, are kept sealed
+  (`SEALED_FIELDS`): AES-256-GCM in the deployment's secret box (db.webhooks.SecretBox, whose key
+  seals the webhook signing secrets), bound to the tenant, the key and the first request, and
+  opened only to replay that same request under that same key. The intent itself keeps only the
+  secret's hash, and the row never holds it in plaintext. Why not drop it like `secret`: a client
+  whose create timed out must be able to retry and get the secret, or the intent it created
+  (its id comes from the key, so every retry finds it) could never be shown to its customer; a
+  lost secret cannot be rotated. A value that no longer opens (its key retired) replays as `null`.
 - Where a POST starts a workflow, `IdempotencyContext.workflow_id(prefix)` maps the key to the
   workflow id, so even past the retention Temporal refuses a second run of the same key.
 
@@ -26,7 +35,9 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -41,6 +52,7 @@ from db.idempotency import (
     complete_idempotency_key,
     release_idempotency_key,
 )
+from db.webhooks import SecretBox, SecretUnsealError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -48,8 +60,12 @@ KEY_LENGTH_MAX = 255
 # Printable ASCII without spaces: a UUID, a ULID or an order id all fit.
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 POLL_INTERVAL_S = 0.05
-# Response fields never kept for replays (see the module's docstring).
+# Response fields never kept for replays, and those kept sealed (see the module's docstring).
 SECRET_FIELDS = frozenset({"secret"})
+SEALED_FIELDS = frozenset({"client_secret", "checkout_url"})
+SEALED_PREFIX = "sealed:"
+
+logger = logging.getLogger("settle.api")
 
 
 @dataclass(frozen=True)
@@ -85,19 +101,81 @@ def request_fingerprint(*, method: str, path: str, query: str, body: bytes) -> b
     return digest.digest()
 
 
-def _without_secrets(value: Any) -> Any:
+def _seal_context(*, owner: str, key: str, request_id: str, field: str) -> str:
+    """The associated data of a sealed field: a value copied to another tenant's, key's or
+    request's row, or to another field, does not open."""
+    return json.dumps(["idempotent-replay", owner, key, request_id, field], separators=(",", ":"))
+
+
+def _stored(value: Any, seal: Callable[[str, str], str]) -> Any:
     if isinstance(value, dict):
-        return {key: (None if key in SECRET_FIELDS else _without_secrets(item)) for key, item in value.items()}
+        kept = {}
+        for key, item in value.items():
+            if key in SECRET_FIELDS:
+                kept[key] = None
+            elif key in SEALED_FIELDS and isinstance(item, str):
+                kept[key] = SEALED_PREFIX + seal(key, item)
+            else:
+                kept[key] = _stored(item, seal)
+        return kept
     if isinstance(value, list):
-        return [_without_secrets(item) for item in value]
+        return [_stored(item, seal) for item in value]
     return value
 
 
-def stored_body(body: bytes) -> bytes:
+def _replayed(value: Any, open_: Callable[[str, str], str | None]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: (
+                open_(key, item.removeprefix(SEALED_PREFIX))
+                if key in SEALED_FIELDS and isinstance(item, str) and item.startswith(SEALED_PREFIX)
+                else _replayed(item, open_)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_replayed(item, open_) for item in value]
+    return value
+
+
+def stored_body(body: bytes, *, box: SecretBox, owner: str, key: str, request_id: str) -> bytes:
+    """The response as the idempotency row keeps it: `SECRET_FIELDS` nulled, `SEALED_FIELDS` sealed."""
+
+    def seal(field: str, plaintext: str) -> str:
+        return box.seal(plaintext.encode(), context=_seal_context(owner=owner, key=key, request_id=request_id, field=field))
+
     try:
-        return json.dumps(_without_secrets(json.loads(body)), separators=(",", ":")).encode()
+        return json.dumps(_stored(json.loads(body), seal), separators=(",", ":")).encode()
     except ValueError:
         return body
+
+
+def replayed_body(record: IdempotencyRecord, *, box: SecretBox) -> bytes:
+    """The stored response with its sealed fields opened, for a replay of the same request under
+    the same key (the caller checked both)."""
+    assert record.response_body is not None
+    if SEALED_PREFIX.encode() not in record.response_body:
+        return record.response_body
+
+    def open_(field: str, sealed: str) -> str | None:
+        context = _seal_context(owner=record.owner, key=record.key, request_id=record.request_id, field=field)
+        try:
+            return box.open(sealed, context=context).decode()
+        except (SecretUnsealError, UnicodeDecodeError):
+            logger.warning("a sealed %s of request %s no longer opens; replayed as null", field, record.request_id)
+            return None
+
+    try:
+        return json.dumps(_replayed(json.loads(record.response_body), open_), separators=(",", ":")).encode()
+    except ValueError:
+        return record.response_body
+
+
+def _secret_box(request: Request) -> SecretBox:
+    # Imported here: that router module imports this one.
+    from api.routers.webhook_endpoints import secret_box
+
+    return secret_box(request)
 
 
 async def idempotency(
@@ -191,7 +269,7 @@ async def finish_idempotency(request: Request, response: Response | None) -> Non
             key=key,
             request_id=request_id,
             response_status=response.status_code,
-            response_body=stored_body(response.body),
+            response_body=stored_body(response.body, box=_secret_box(request), owner=owner, key=key, request_id=request_id),
             response_content_type=response.headers.get("content-type"),
         )
     else:
@@ -202,7 +280,7 @@ async def replay_response(request: Request, exc: IdempotentReplay) -> Response:
     record = exc.record
     assert record.response_status is not None and record.response_body is not None
     return Response(
-        content=record.response_body,
+        content=replayed_body(record, box=_secret_box(request)),
         status_code=record.response_status,
         headers={REPLAYED_HEADER: "true", "Original-Request-Id": record.request_id},
         media_type=record.response_content_type,

@@ -4,12 +4,15 @@ per tenant, retention, takeover of a dead claim, and no secret kept for replays.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from api.idempotency import IdempotencyContext, request_fingerprint
+from api.idempotency import IdempotencyContext, replayed_body, request_fingerprint, stored_body
+from db.idempotency import IdempotencyRecord, IdempotencyStatus
+from db.webhooks import SecretBox
 from tests.api.conftest import create_key
 from tests.api.routes import NO_BODY, ROUTES, Call, send
 from tests.api.helpers import assert_error, by_id, owner_headers
@@ -166,6 +169,34 @@ async def test_a_live_claim_makes_others_wait_then_409(settings, db_pool, tenant
         response = await http.post("/v1/api_keys", content=body, headers={**tenant.headers, "Idempotency-Key": key, "Content-Type": "application/json"})
     error = assert_error(response, 409, code="idempotency_key_in_use")
     assert response.headers["retry-after"] == "1" and error["param"] == "Idempotency-Key"
+
+
+def _record(body: bytes, *, owner: str = "ten_1", key: str = "order-42", request_id: str = "req_1") -> IdempotencyRecord:
+    now = datetime.now(timezone.utc)
+    return IdempotencyRecord(
+        owner=owner, key=key, request_hash=b"h", method="POST", path="/v1/payment_intents", status=IdempotencyStatus.COMPLETED,
+        request_id=request_id, response_status=201, response_body=body, response_content_type="application/json",
+        created_at=now, expires_at=now + timedelta(days=1),
+    )
+
+
+def test_a_client_secret_is_kept_sealed_and_opens_only_for_its_own_replay():
+    box = SecretBox([bytes(range(32))])
+    secret = "pi_1_secret_s3cr3tv4lue"
+    response = {
+        "id": "pi_1", "client_secret": secret, "checkout_url": f"https://settle.test/checkout/pi_1?client_secret={secret}",
+        "notify_secret": {"secret": "whsec_abc"}, "metadata": {"note": "kept as is"},
+    }
+    stored = stored_body(json.dumps(response).encode(), box=box, owner="ten_1", key="order-42", request_id="req_1")
+    assert b"s3cr3tv4lue" not in stored and b"whsec_abc" not in stored and b"kept as is" in stored
+    assert json.loads(replayed_body(_record(stored), box=box)) == {**response, "notify_secret": {"secret": None}}
+    # Bound to its row: another tenant's, key's or request's row, or another deployment key, opens nothing.
+    for other in ({"owner": "ten_2"}, {"key": "order-43"}, {"request_id": "req_2"}):
+        replayed = json.loads(replayed_body(_record(stored, **other), box=box))
+        assert replayed["client_secret"] is None and replayed["checkout_url"] is None and replayed["id"] == "pi_1", other
+    assert json.loads(replayed_body(_record(stored), box=SecretBox([bytes(32)])))["client_secret"] is None
+    # A rotated deployment key still opens what the previous one sealed.
+    assert json.loads(replayed_body(_record(stored), box=SecretBox([bytes(32), bytes(range(32))])))["client_secret"] == secret
 
 
 def test_the_key_maps_to_a_stable_workflow_id():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -134,6 +135,33 @@ async def test_same_idempotency_key_is_one_intent(http, merchant, db_pool):
     other = await http.post("/v1/payment_intents", json={**BODY, "amount": "2500001"}, headers=headers)
     assert_error(other, 409, code="idempotency_key_reused")
     assert await _count(db_pool, merchant.id) == 1
+
+
+async def test_a_replayed_create_returns_the_client_secret_kept_sealed_at_rest(http, merchant, db_pool):
+    """A client whose create timed out retries with its key and gets the client secret; the
+    idempotency row keeps it only sealed (AES-GCM), bound to its tenant, key and first request."""
+    key = str(uuid.uuid4())
+    headers = {**merchant.headers, "Idempotency-Key": key}
+    first = (await http.post("/v1/payment_intents", json=BODY, headers=headers)).json()
+    secret = first["client_secret"]
+    row = await db_pool.fetchrow("SELECT response_body FROM idempotency_keys WHERE owner = $1 AND key = $2", merchant.id, key)
+    stored = bytes(row["response_body"])
+    assert secret.encode() not in stored and secret.split("_secret_")[1].encode() not in stored
+    assert json.loads(stored)["client_secret"].startswith("sealed:") and json.loads(stored)["checkout_url"].startswith("sealed:")
+
+    replay = await http.post("/v1/payment_intents", json=BODY, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["client_secret"] == secret and replay.json()["checkout_url"] == first["checkout_url"]
+    public = await http.get(f"/v1/payment_intents/{first['id']}/public", params={"client_secret": replay.json()["client_secret"]})
+    assert public.status_code == 200, public.text
+
+    # The sealed row copied under another key of the same tenant does not open there.
+    other_key = str(uuid.uuid4())
+    assert (await http.post("/v1/payment_intents", json=BODY, headers={**merchant.headers, "Idempotency-Key": other_key})).status_code == 201
+    await db_pool.execute("UPDATE idempotency_keys SET response_body = $3 WHERE owner = $1 AND key = $2", merchant.id, other_key, stored)
+    copied = await http.post("/v1/payment_intents", json=BODY, headers={**merchant.headers, "Idempotency-Key": other_key})
+    assert copied.headers["idempotent-replayed"] == "true" and copied.json()["id"] == first["id"]
+    assert copied.json()["client_secret"] is None and copied.json()["checkout_url"] is None
 
 
 @pytest.mark.parametrize(
