@@ -1,5 +1,6 @@
 """Request and response models of the payment-intent and event routes. Amounts travel as strings
-of base units (never floats); inputs forbid unknown fields."""
+of base units (never floats); inputs forbid unknown fields. An intent's fields are those of
+domain.events.payment_intent_object, which also builds the `data` of its events."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from api.pagination import ListResponse
 from api.schemas_webhooks import NotifySecretCreated, TargetUrl
-from db.payment_intents import Event, IntentPayment, StoredIntent
+from db.payment_intents import Event, StoredIntent, stored_intent_object
+from domain.events import payment_uri  # noqa: F401 - the checkout page imports it from here
 
 DESCRIPTION_LENGTH_MAX = 500
 METADATA_KEYS_MAX = 20
@@ -89,34 +91,10 @@ class PaymentRead(BaseModel):
     log_index: int
     amount: str
     block_number: int
+    block_hash: str
     confirmations: int | None = Field(description="Blocks on top of the payment's, its own included; null if unknown now.")
     orphaned: bool
     late: bool = Field(description="Arrived after the intent was final: refundable, never settled.")
-
-
-def payment_uri(*, token_address: str, chain_id: int, deposit_address: str, amount: int) -> str:
-    """EIP-681: a wallet-readable request to call `transfer(deposit_address, amount)` on the token."""
-    return f"ethereum:{token_address}@{chain_id}/transfer?address={deposit_address}&uint256={amount}"
-
-
-def _payments(intent: StoredIntent, confirmations: dict[str, int] | None) -> list[PaymentRead]:
-    def count(payment: IntentPayment) -> int | None:
-        if confirmations is None:
-            return None
-        return confirmations.get(f"{payment.tx_hash.lower()}:{payment.log_index}")
-
-    return [
-        PaymentRead(
-            tx_hash=payment.tx_hash,
-            log_index=payment.log_index,
-            amount=str(payment.amount),
-            block_number=payment.block_number,
-            confirmations=count(payment),
-            orphaned=payment.orphaned,
-            late=payment.late,
-        )
-        for payment in intent.payments
-    ]
 
 
 class PaymentIntentRead(BaseModel):
@@ -128,14 +106,14 @@ class PaymentIntentRead(BaseModel):
     amount_remaining: str
     amount_refundable: str = Field(description="Confirmed money the merchant did not earn (excess, expired, late): the customer's.")
     amount_refunded: str = Field(description="Sent back to the customer by succeeded refunds.")
-    amount_swept: str = Field(description="Moved from the deposit address to the treasury.")
+    amount_swept: str = Field(description="Moved from the deposit address to the treasury; `\"0\"` until then.")
     fee: str | None = Field(description="The platform's fee, once the intent succeeded.")
     net: str | None = Field(description="What the merchant is credited, once the intent succeeded.")
     fee_bps: int
     asset: str
     chain_id: int
-    token_address: str
-    deposit_address: str
+    token_address: str = Field(description="The token's contract, EIP-55 checksummed.")
+    deposit_address: str = Field(description="Where the customer pays, EIP-55 checksummed.")
     payment_uri: str = Field(description="An EIP-681 payment request for wallets.")
     confirmations_required: int
     description: str | None
@@ -149,35 +127,8 @@ class PaymentIntentRead(BaseModel):
 
     @classmethod
     def fields_of(cls, intent: StoredIntent, confirmations: dict[str, int] | None = None) -> dict[str, Any]:
-        return {
-            "id": intent.id,
-            "status": intent.status,
-            "amount": str(intent.amount),
-            "amount_received": str(intent.amount_received),
-            "amount_remaining": str(max(0, intent.amount - intent.amount_received)),
-            "amount_refundable": str(intent.amount_refundable),
-            "amount_refunded": str(intent.amount_refunded),
-            "amount_swept": str(intent.amount_swept),
-            "fee": str(intent.fee) if intent.fee is not None else None,
-            "net": str(intent.net) if intent.net is not None else None,
-            "fee_bps": intent.fee_bps,
-            "asset": intent.asset,
-            "chain_id": intent.chain_id,
-            "token_address": intent.token_address,
-            "deposit_address": intent.deposit_address,
-            "payment_uri": payment_uri(
-                token_address=intent.token_address, chain_id=intent.chain_id, deposit_address=intent.deposit_address, amount=intent.amount
-            ),
-            "confirmations_required": intent.confirmations_required,
-            "description": intent.description,
-            "metadata": intent.metadata,
-            "success_url": intent.success_url,
-            "cancel_url": intent.cancel_url,
-            "notify_url": intent.notify_url,
-            "expires_at": intent.expires_at,
-            "created_at": intent.created_at,
-            "payments": _payments(intent, confirmations),
-        }
+        """The one serializer's object (the same as its events' `data`), as this model's fields."""
+        return {key: value for key, value in stored_intent_object(intent, confirmations=confirmations).items() if key != "object"}
 
     @classmethod
     def of(cls, intent: StoredIntent) -> "PaymentIntentRead":

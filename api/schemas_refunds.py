@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.pagination import ListResponse
 from api.schemas_payment_intents import Metadata
-from db.refunds import StoredRefund, refund_object
+from db.refunds import StoredRefund, stored_refund_object
 from domain.refunds import RefundReason, parse_refund_address
 
 
@@ -59,8 +59,8 @@ class RefundRead(BaseModel):
     )
     asset: str
     chain_id: int
-    token_address: str
-    address: str = Field(description="Where the refund is paid, checksummed.")
+    token_address: str = Field(description="The token's contract, EIP-55 checksummed.")
+    address: str = Field(description="Where the refund is paid, EIP-55 checksummed.")
     tx_hash: str | None = Field(description="The token transfer's transaction, once sent.")
     failure_code: str | None = Field(
         description="Why it failed: `insufficient_balance`, `funds_unavailable`, `transfer_failed`, `refunds_unavailable`, "
@@ -74,7 +74,7 @@ class RefundRead(BaseModel):
 
     @classmethod
     def of(cls, refund: StoredRefund) -> "RefundRead":
-        return cls(**{key: value for key, value in refund_object(refund).items() if key != "object"})
+        return cls(**{key: value for key, value in stored_refund_object(refund).items() if key != "object"})
 
 
 class RefundList(ListResponse[RefundRead]):

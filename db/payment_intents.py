@@ -4,6 +4,7 @@ one tenant. The workflow writes these tables (activities.payment_intents); the A
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from db.audit import Clause, fetch_page
+from domain.events import PaymentFacts, payment_intent_object
 from domain.pagination import Page, PageRequest
 
 Connection = asyncpg.Pool | asyncpg.Connection
@@ -34,6 +36,7 @@ class IntentPayment:
     log_index: int
     amount: int
     block_number: int
+    block_hash: str
     sender: str
     orphaned: bool
     late: bool
@@ -113,6 +116,50 @@ def _intent(row: asyncpg.Record, payments: tuple[IntentPayment, ...] = ()) -> St
     )
 
 
+def stored_intent_object(intent: StoredIntent, *, confirmations: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The intent as merchants see it (domain.events.payment_intent_object), from its read model:
+    what the API answers, and what an event written from the read model carries. `confirmations`
+    maps `<tx_hash in lower case>:<log_index>` to a count (the workflow knows it); a payment it
+    does not name, or None, shows null."""
+    return payment_intent_object(
+        id=intent.id,
+        status=intent.status,
+        amount_base_units=intent.amount,
+        amount_received_base_units=intent.amount_received,
+        amount_refundable_base_units=intent.amount_refundable,
+        amount_refunded_base_units=intent.amount_refunded,
+        amount_swept_base_units=intent.amount_swept,
+        fee_base_units=intent.fee,
+        net_base_units=intent.net,
+        fee_bps=intent.fee_bps,
+        asset=intent.asset,
+        chain_id=intent.chain_id,
+        token_address=intent.token_address,
+        deposit_address=intent.deposit_address,
+        confirmations_required=intent.confirmations_required,
+        description=intent.description,
+        metadata=intent.metadata,
+        success_url=intent.success_url,
+        cancel_url=intent.cancel_url,
+        notify_url=intent.notify_url,
+        expires_at=intent.expires_at,
+        created_at=intent.created_at,
+        payments=[
+            PaymentFacts(
+                tx_hash=payment.tx_hash,
+                log_index=payment.log_index,
+                amount_base_units=payment.amount,
+                block_number=payment.block_number,
+                block_hash=payment.block_hash,
+                confirmations=(confirmations or {}).get(f"{payment.tx_hash.lower()}:{payment.log_index}"),
+                orphaned=payment.orphaned,
+                late=payment.late,
+            )
+            for payment in intent.payments
+        ],
+    )
+
+
 def _event(row: asyncpg.Record) -> Event:
     data = row["data"]
     return Event(
@@ -131,7 +178,7 @@ async def _payments(connection: Connection, *, intent_ids: list[str]) -> dict[st
         return {}
     rows = await connection.fetch(
         """
-        SELECT intent_id, tx_hash, log_index, amount, block_number, sender, orphaned, late
+        SELECT intent_id, tx_hash, log_index, amount, block_number, block_hash, sender, orphaned, late
         FROM intent_payments WHERE intent_id = ANY($1::text[]) ORDER BY block_number, log_index
         """,
         intent_ids,
@@ -144,6 +191,7 @@ async def _payments(connection: Connection, *, intent_ids: list[str]) -> dict[st
                 log_index=row["log_index"],
                 amount=int(row["amount"]),
                 block_number=row["block_number"],
+                block_hash=row["block_hash"],
                 sender=row["sender"],
                 orphaned=row["orphaned"],
                 late=row["late"],

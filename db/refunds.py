@@ -13,6 +13,7 @@ import asyncpg
 
 from db.audit import Clause, fetch_page
 from db.payment_intents import PaymentIntentNotFound
+from domain.events import refund_object
 from domain.pagination import Page, PageRequest
 from domain.refunds import TERMINAL_REFUND_STATUSES, RefundFunding, RefundStatus, fund_refund, refund_capacity
 
@@ -82,29 +83,28 @@ def _refund(row: asyncpg.Record) -> StoredRefund:
     )
 
 
-def refund_object(refund: StoredRefund) -> dict[str, Any]:
-    """The merchant's view of a refund, as the API answers it and events carry it (amounts as
-    strings of base units)."""
-    return {
-        "id": refund.id,
-        "object": "refund",
-        "payment_intent": refund.intent_id,
-        "status": refund.status,
-        "amount": str(refund.amount),
-        "amount_from_refundable": str(refund.amount_from_refundable),
-        "amount_from_balance": str(refund.amount_from_balance),
-        "asset": refund.asset,
-        "chain_id": refund.chain_id,
-        "token_address": refund.token_address,
-        "address": refund.address,
-        "tx_hash": refund.tx_hash,
-        "failure_code": refund.failure_code,
-        "failure_message": refund.failure_message,
-        "reason": refund.reason,
-        "metadata": refund.metadata,
-        "created_at": refund.created_at.isoformat(),
-        "updated_at": refund.updated_at.isoformat(),
-    }
+def stored_refund_object(refund: StoredRefund) -> dict[str, Any]:
+    """The refund as merchants see it (domain.events.refund_object): what the API answers and its
+    events carry."""
+    return refund_object(
+        id=refund.id,
+        intent_id=refund.intent_id,
+        status=refund.status,
+        amount_base_units=refund.amount,
+        amount_from_refundable_base_units=refund.amount_from_refundable,
+        amount_from_balance_base_units=refund.amount_from_balance,
+        asset=refund.asset,
+        chain_id=refund.chain_id,
+        token_address=refund.token_address,
+        address=refund.address,
+        tx_hash=refund.tx_hash,
+        failure_code=refund.failure_code,
+        failure_message=refund.failure_message,
+        reason=refund.reason,
+        metadata=refund.metadata,
+        created_at=refund.created_at,
+        updated_at=refund.updated_at,
+    )
 
 
 # ------------------------------------------------------------------ creation (the API)
@@ -234,7 +234,7 @@ async def record_refund(
         refund = _refund(row)
         assert status is None or refund.status == status.value, f"refund {refund_id} is already {refund.status}"
         if events:
-            data = json.dumps(refund_object(refund))
+            data = json.dumps(stored_refund_object(refund))
             await connection.executemany(
                 """
                 INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)

@@ -45,7 +45,8 @@ def _intent(**changes) -> StoredIntent:
 
 def _payment(amount: int, *, index: int = 0, orphaned: bool = False, late: bool = False) -> IntentPayment:
     return IntentPayment(
-        tx_hash="0x" + f"{index:064x}", log_index=index, amount=amount, block_number=100 + index, sender="0x" + "1" * 40,
+        tx_hash="0x" + f"{index:064x}", log_index=index, amount=amount, block_number=100 + index, block_hash="0x" + f"{100 + index:064x}",
+        sender="0x" + "1" * 40,
         orphaned=orphaned, late=late,
     )
 

@@ -81,6 +81,29 @@ async def _wait_for(http, merchant, intent_id: str, predicate, *, stack=None, ti
 
 
 # ---------------------------------------------------------------------------- create
+def test_the_api_model_answers_the_one_serializers_object_unchanged():
+    """PaymentIntentRead re-serialises domain.events.payment_intent_object without changing a character
+    (its datetime fields included), so GET and the events' `data` agree."""
+    from api.schemas_payment_intents import PaymentIntentRead
+    from db.payment_intents import IntentPayment, StoredIntent, stored_intent_object
+
+    for microsecond in (0, 120_000):
+        now = datetime(2030, 1, 2, 3, 4, 5, microsecond, tzinfo=timezone.utc)
+        intent = StoredIntent(
+            id="pi_" + "a" * 24, tenant_id="ten_1", status="succeeded", chain_id=31337, asset="usdc",
+            token_address="0x5fbdb2315678afecb367f032d93f642f64180aa3", deposit_address="0xdd090c50277e79fe05e0e4f3b4121a4e83f6220c",
+            amount=10, amount_received=12, amount_refundable=2, amount_refunded=0, amount_swept=0, fee=1, net=9, fee_bps=100,
+            confirmations_required=3, description=None, metadata={}, success_url=None, cancel_url=None, client_secret_hash="h",
+            expires_at=now + timedelta(hours=1), created_at=now, updated_at=now,
+            payments=(IntentPayment(tx_hash="0x" + "ab" * 32, log_index=0, amount=12, block_number=7, block_hash="0x" + "cd" * 32,
+                                    sender="0x" + "11" * 20, orphaned=False, late=False),),
+        )
+        confirmations = {f"{'0x' + 'ab' * 32}:0": 4}
+        expected = stored_intent_object(intent, confirmations=confirmations)
+        assert PaymentIntentRead(**PaymentIntentRead.fields_of(intent, confirmations)).model_dump(mode="json") == expected
+        assert expected["amount_swept"] == "0" and expected["payments"][0]["confirmations"] == 4
+
+
 async def test_create_answers_the_intent_with_a_deposit_address(http, merchant, stack, db_pool):
     intent = await _create(http, merchant)
     token = stack["contracts"]["TestUSDC"]
@@ -88,7 +111,7 @@ async def test_create_answers_the_intent_with_a_deposit_address(http, merchant, 
     assert intent["status"] == "requires_payment"
     assert intent["amount"] == "2500000" and intent["amount_received"] == "0" and intent["amount_remaining"] == "2500000"
     assert intent["deposit_address"].startswith("0x") and len(intent["deposit_address"]) == 42
-    assert intent["chain_id"] == 31337 and intent["asset"] == "usdc" and intent["token_address"].lower() == token.lower()
+    assert intent["chain_id"] == 31337 and intent["asset"] == "usdc" and intent["token_address"] == Web3.to_checksum_address(token)
     assert intent["payment_uri"] == (
         f"ethereum:{intent['token_address']}@31337/transfer?address={intent['deposit_address']}&uint256=2500000"
     )
@@ -115,7 +138,7 @@ async def test_the_deposit_address_is_the_create2_prediction_and_findable_in_tem
     expected, _ = intent_deposit_address(
         intent["id"], factory=stack["contracts"]["DepositFactory"], implementation=stack["contracts"]["DepositForwarder"]
     )
-    assert intent["deposit_address"] == expected.lower()
+    assert intent["deposit_address"] == expected  # EIP-55, like every address the API shows
     query = f"SettleDepositAddress = '{expected.lower()}' AND SettleChain = 'evm:31337' AND SettleTenant = '{merchant.id}'"
     deadline = asyncio.get_running_loop().time() + 15
     found: list[str] = []
@@ -274,6 +297,16 @@ async def test_paid_intent_succeeds_cannot_be_canceled_and_shows_fee(http, merch
     succeeded = next(event for event in events["data"] if event["type"] == "payment_intent.succeeded")
     one = await http.get(f"/v1/events/{succeeded['id']}", headers=merchant.headers)
     assert one.status_code == 200 and one.json()["data"]["id"] == intent["id"]
+    # One serializer (domain.events.payment_intent_object): the latest event's object is what GET
+    # answers, but for what moves on without an event (the sweep; confirmations as blocks come).
+    latest, now = events["data"][0]["data"], (await http.get(f"/v1/payment_intents/{intent['id']}", headers=merchant.headers)).json()
+    assert latest["status"] == "succeeded" and set(latest) == set(now)
+    moving = {"amount_swept", "payments"}
+    assert {k: v for k, v in latest.items() if k not in moving} == {k: v for k, v in now.items() if k not in moving}
+    assert latest["amount_swept"].isdigit() and int(latest["amount_swept"]) <= int(now["amount_swept"])
+    assert [{**p, "confirmations": None} for p in latest["payments"]] == [{**p, "confirmations": None} for p in now["payments"]]
+    assert 1 <= latest["payments"][0]["confirmations"] <= (now["payments"][0]["confirmations"] or latest["payments"][0]["confirmations"])
+    assert latest["deposit_address"] == Web3.to_checksum_address(latest["deposit_address"]) and latest["created_at"].endswith("Z")
     typed = (await http.get("/v1/events", params={"type": "payment_intent.succeeded", "limit": 100}, headers=merchant.headers)).json()
     assert succeeded["id"] in {event["id"] for event in typed["data"]} and all(e["type"] == "payment_intent.succeeded" for e in typed["data"])
     page = (await http.get("/v1/events", params={"object_id": intent["id"], "limit": 1}, headers=merchant.headers)).json()

@@ -111,7 +111,8 @@ async def test_refund_an_overpayment_over_http(http, merchant, stack, db_pool):
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["status"] == "pending" and created["amount"] == str(EXCESS) and created["metadata"] == {"ticket": "T-1"}
-    assert created["asset"] == "usdc" and created["chain_id"] == stack["chain_id"] and created["token_address"] == stack["contracts"]["TestUSDC"].lower()
+    assert created["asset"] == "usdc" and created["chain_id"] == stack["chain_id"]
+    assert created["token_address"] == Web3.to_checksum_address(stack["contracts"]["TestUSDC"]) and created["address"] == customer
     done = await _poll(http, f"/v1/refunds/{created['id']}", merchant.headers, lambda body: body["status"] != "pending", stack=stack)
     assert done["status"] == "succeeded", done
     assert _usdc_balance(stack, customer) == EXCESS
@@ -121,6 +122,8 @@ async def test_refund_an_overpayment_over_http(http, merchant, stack, db_pool):
     assert sorted(event["type"] for event in events) == ["refund.created", "refund.succeeded"]
     succeeded = next(event for event in events if event["type"] == "refund.succeeded")
     assert succeeded["data"]["id"] == created["id"] and succeeded["data"]["status"] == "succeeded"
+    # One serializer (domain.events.refund_object): the event's object is the API's, field for field.
+    assert succeeded["data"] == done
     assert (await http.get(f"/v1/events/{succeeded['id']}", headers=merchant.headers)).status_code == 200
     # The merchant's intent says what went back to the customer and what reached the treasury.
     refreshed = (await http.get(f"/v1/payment_intents/{intent['id']}", headers=merchant.headers)).json()
