@@ -5,6 +5,13 @@ ancestor and tells the owning intents which blocks were orphaned), read ERC-20 `
 the watched tokens with ranged `eth_getLogs`, match their recipients against deposit addresses,
 store the payments, signal the owning intent workflows, and only then advance the cursor. A crash
 anywhere repeats a pass (signals are idempotent at the receiver); it never skips one.
+
+What arrives from the chain is bounded here, where it arrives: an intent is told of at most
+PAYMENTS_PER_INTENT_MAX payments, the last PAYMENTS_RESERVED_TO_COMPLETE of them only payments that
+complete it (so dust sent first cannot crowd out the real payment). Transfers beyond that, and those to an intent whose workflow has
+closed, are stored as unattributed; once they have the intent's confirmations the watcher posts
+them to the tenant's `unallocated` account (refundable money), adds them to the intent's
+refundable amount and asks the sweeper to move them, without waking the intent.
 """
 
 from __future__ import annotations
@@ -19,7 +26,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from web3 import AsyncWeb3
 
 from activities.chain_calls import chain_call, lower_hex
+from activities.ledger_postings import post_moves
 from db import chain as chain_db
+from db.ledger_store import LedgerStore
+from domain.money import asset_key
+from domain.payment_intents import PAYMENTS_PER_INTENT_MAX, PAYMENTS_RESERVED_TO_COMPLETE, unattributed_moves
 
 # keccak256("Transfer(address,address,uint256)")
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -37,6 +48,7 @@ class WatchChainInput:
     blocks_per_pass_max: int = 500
     reorg_depth_max: int = 64
     start_block: int | None = None  # where a chain with no cursor starts; None: the current head
+    unattributed_per_pass_max: int = 100
 
 
 @dataclass
@@ -46,6 +58,7 @@ class WatchChainResult:
     payments_seen: int = 0
     reorgs: int = 0
     signals_sent: int = 0
+    unattributed_posted: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,11 @@ class HeadSignal:
 
 
 class ChainWatcherActivities:
-    def __init__(self, pool: asyncpg.Pool, w3: AsyncWeb3, temporal: Client) -> None:
+    def __init__(self, pool: asyncpg.Pool, w3: AsyncWeb3, temporal: Client, ledger: LedgerStore) -> None:
         self._pool = pool
         self._w3 = w3
         self._temporal = temporal
+        self._ledger = ledger
 
     @activity.defn
     async def watch_chain(self, input: WatchChainInput) -> WatchChainResult:
@@ -104,6 +118,7 @@ class ChainWatcherActivities:
             if head != last_head_told:
                 for intent_id in await chain_db.intents_confirming(self._pool, chain_id=input.chain_id):
                     await self._signal(intent_id, SIGNAL_HEAD_ADVANCED, HeadSignal(head), result)
+                await self._post_unattributed(input, head, result)
                 last_head_told = head
             await asyncio.sleep(input.poll_interval_s)
         return result
@@ -156,9 +171,17 @@ class ChainWatcherActivities:
                     block_hash=lower_hex(log["blockHash"]),
                 )
             )
-        await chain_db.record_payments(self._pool, payments=payments)
+        to_tell = await chain_db.record_payments(
+            self._pool, payments=payments, payments_per_intent_max=PAYMENTS_PER_INTENT_MAX,
+            payments_reserved_to_complete=PAYMENTS_RESERVED_TO_COMPLETE,
+        )
+        if len(to_tell) < len(payments):
+            activity.logger.warning(
+                "chain %d blocks %d-%d: %d payments beyond their intents' cap of %d stored as unattributed",
+                input.chain_id, from_block, to_block, len(payments) - len(to_tell), PAYMENTS_PER_INTENT_MAX,
+            )
         await chain_db.store_block_hashes(self._pool, chain_id=input.chain_id, blocks=blocks)
-        for payment in payments:
+        for payment in to_tell:
             signal = PaymentSignal(
                 chain_id=payment.chain_id,
                 tx_hash=payment.tx_hash,
@@ -179,6 +202,24 @@ class ChainWatcherActivities:
                     )
         result.payments_seen += len(payments)
         return True
+
+    async def _post_unattributed(self, input: WatchChainInput, head: int, result: WatchChainResult) -> None:
+        """Confirmed unattributed payments: ledger move first (its id derived from the payment, so a
+        repeated pass posts nothing twice), then the read model and the sweep request, once."""
+        due = await chain_db.unattributed_payments_due(
+            self._pool, chain_id=input.chain_id, head_block_number=head, limit=input.unattributed_per_pass_max
+        )
+        for payment in due:
+            ledger_id = payment.tenant_id
+            key = asset_key(chain_id=payment.chain_id, code=payment.asset)
+            await post_moves(
+                self._ledger, ledger_id=ledger_id, asset_key=key, tenant_id=payment.tenant_id,
+                moves=unattributed_moves(payment.intent_id, tx_hash=payment.tx_hash, log_index=payment.log_index,
+                                         amount_base_units=payment.amount_base_units),
+                linked=False,
+            )
+            if await chain_db.mark_unattributed_posted(self._pool, payment=payment, ledger_id=ledger_id, asset_key=key):
+                result.unattributed_posted += 1
 
     async def _rewind_on_reorg(self, input: WatchChainInput, cursor: int, result: WatchChainResult) -> int:
         newest = cursor - 1

@@ -133,23 +133,80 @@ async def match_deposit_addresses(pool: asyncpg.Pool, *, chain_id: int, addresse
 
 
 # ------------------------------------------------------------------ payments
-async def record_payments(pool: asyncpg.Pool, *, payments: list[ObservedPayment]) -> None:
-    """Store matched payments once per (chain, tx hash, log index); a re-included one takes its new block."""
+async def record_payments(
+    pool: asyncpg.Pool, *, payments: list[ObservedPayment], payments_per_intent_max: int, payments_reserved_to_complete: int
+) -> list[ObservedPayment]:
+    """Store matched payments once per (chain, tx hash, log index); a re-included one takes its new
+    block. Returns those to tell their intents.
+
+    An intent is told of at most `payments_per_intent_max` payments ever, so a flood of dust
+    transfers cannot grow its workflow's history; the rest are stored as unattributed (refundable
+    money the watcher posts itself). The last `payments_reserved_to_complete` places are kept for
+    payments that complete the intent (what it received and this one cover its amount), so dust
+    sent first cannot keep the customer's real payment from settling it."""
     if not payments:
-        return
-    await pool.executemany(
-        """
-        INSERT INTO intent_payments (chain_id, tx_hash, log_index, intent_id, token_address, sender, amount, block_number, block_hash)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE
-            SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, orphaned = false
-            WHERE intent_payments.block_hash <> EXCLUDED.block_hash
-        """,
-        [
-            (p.chain_id, p.tx_hash, p.log_index, p.intent_id, p.token_address, p.sender, p.amount_base_units, p.block_number, p.block_hash)
-            for p in payments
-        ],
-    )
+        return []
+    chain_id = payments[0].chain_id
+    async with pool.acquire() as connection, connection.transaction():
+        intent_ids = sorted({p.intent_id for p in payments})
+        # The intents' rows are locked: a second watcher pass (a retried activity still running)
+        # counts after this one has stored its payments.
+        amount_due = {
+            row["id"]: int(row["amount"])
+            for row in await connection.fetch(
+                "SELECT id, amount FROM payment_intents WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", intent_ids
+            )
+        }
+        attributed = {
+            row["intent_id"]: [row["count"], int(row["received"])]
+            for row in await connection.fetch(
+                """
+                SELECT intent_id, count(*), COALESCE(sum(amount) FILTER (WHERE NOT orphaned), 0) AS received
+                FROM intent_payments WHERE intent_id = ANY($1::text[]) AND NOT unattributed GROUP BY intent_id
+                """,
+                intent_ids,
+            )
+        }
+        known = {
+            (row["tx_hash"], row["log_index"]): row["unattributed"]
+            for row in await connection.fetch(
+                """
+                SELECT tx_hash, log_index, unattributed FROM intent_payments
+                WHERE chain_id = $1 AND (tx_hash, log_index) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+                """,
+                chain_id, [p.tx_hash for p in payments], [p.log_index for p in payments],
+            )
+        }
+        to_tell, rows = [], []
+        for p in payments:
+            unattributed = known.get((p.tx_hash, p.log_index))
+            if unattributed is None:
+                count, received = attributed.setdefault(p.intent_id, [0, 0])
+                completes = p.intent_id in amount_due and received + p.amount_base_units >= amount_due[p.intent_id]
+                unattributed = not (
+                    count < payments_per_intent_max - payments_reserved_to_complete or (count < payments_per_intent_max and completes)
+                )
+                if not unattributed:
+                    attributed[p.intent_id] = [count + 1, received + p.amount_base_units]
+                known[(p.tx_hash, p.log_index)] = unattributed
+            if not unattributed:
+                to_tell.append(p)
+            rows.append(
+                (p.chain_id, p.tx_hash, p.log_index, p.intent_id, p.token_address, p.sender, p.amount_base_units, p.block_number,
+                 p.block_hash, unattributed)
+            )
+        await connection.executemany(
+            """
+            INSERT INTO intent_payments (chain_id, tx_hash, log_index, intent_id, token_address, sender, amount, block_number,
+                block_hash, unattributed)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE
+                SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, orphaned = false
+                WHERE intent_payments.block_hash <> EXCLUDED.block_hash
+            """,
+            rows,
+        )
+    return to_tell
 
 
 async def orphan_payments(pool: asyncpg.Pool, *, chain_id: int, block_hashes: list[str]) -> list[tuple[str, str]]:
@@ -172,7 +229,8 @@ async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -
     """A payment to an intent whose workflow has closed (after its late window): marked late and
     evented (`payment_intent.payment_late`, its id derived from the payment, so a repeated pass
     writes it once) in one transaction. The event carries the intent as of its latest event with
-    this payment added. The money stays at the deposit address: refundable by hand. True if new."""
+    this payment added. Once confirmed, the watcher posts it as unattributed (refundable) and
+    asks for its sweep. True if new."""
     event_id = f"evt_{payment.intent_id.removeprefix('pi_')}_late_{payment.tx_hash.removeprefix('0x')[:16]}_{payment.log_index}"
     payment_object = {
         "tx_hash": payment.tx_hash,
@@ -184,8 +242,9 @@ async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -
         "orphaned": False,
     }
     async with pool.acquire() as connection, connection.transaction():
+        # Nobody listens for it any more: the watcher posts it as unattributed once it is confirmed.
         await connection.execute(
-            "UPDATE intent_payments SET late = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3",
+            "UPDATE intent_payments SET late = true, unattributed = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3",
             payment.chain_id, payment.tx_hash, payment.log_index,
         )
         status = await connection.execute(
@@ -200,6 +259,84 @@ async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -
             event_id, payment.intent_id, json.dumps(payment_object),
         )
     return status.endswith(" 1")
+
+
+@dataclass(frozen=True)
+class UnattributedPayment:
+    """A confirmed payment no intent took, with what posting it needs."""
+
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    intent_id: str
+    tenant_id: str
+    asset: str
+    token_address: str
+    salt: str
+    amount_base_units: int
+
+
+async def unattributed_payments_due(pool: asyncpg.Pool, *, chain_id: int, head_block_number: int, limit: int) -> list[UnattributedPayment]:
+    """Unattributed payments not yet posted that have their intent's confirmations at `head`."""
+    rows = await pool.fetch(
+        """
+        SELECT p.chain_id, p.tx_hash, p.log_index, p.intent_id, i.tenant_id, i.asset, p.token_address, d.salt, p.amount
+        FROM intent_payments p
+        JOIN payment_intents i ON i.id = p.intent_id
+        JOIN deposit_addresses d ON d.chain_id = p.chain_id AND d.address = i.deposit_address
+        WHERE p.chain_id = $1 AND p.unattributed AND NOT p.unattributed_posted AND NOT p.orphaned
+          AND p.block_number + i.confirmations_required - 1 <= $2
+        ORDER BY p.block_number, p.tx_hash, p.log_index
+        LIMIT $3
+        """,
+        chain_id, head_block_number, limit,
+    )
+    return [
+        UnattributedPayment(
+            chain_id=row["chain_id"], tx_hash=row["tx_hash"], log_index=row["log_index"], intent_id=row["intent_id"],
+            tenant_id=row["tenant_id"], asset=row["asset"], token_address=row["token_address"], salt=row["salt"],
+            amount_base_units=int(row["amount"]),
+        )
+        for row in rows
+    ]
+
+
+async def mark_unattributed_posted(pool: asyncpg.Pool, *, payment: UnattributedPayment, ledger_id: str, asset_key: str) -> bool:
+    """After its ledger move: the payment is posted once, the intent's refundable money and what
+    its deposit address holds for the sweeper rise by its amount, in one transaction. False if it
+    was already marked (a repeated pass)."""
+    async with pool.acquire() as connection, connection.transaction():
+        marked = await connection.fetchval(
+            """
+            UPDATE intent_payments SET unattributed_posted = true
+            WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3 AND NOT unattributed_posted
+            RETURNING true
+            """,
+            payment.chain_id, payment.tx_hash, payment.log_index,
+        )
+        if not marked:
+            return False
+        await connection.execute(
+            """
+            UPDATE payment_intents SET amount_unattributed = amount_unattributed + $2, amount_refundable = amount_refundable + $2,
+                updated_at = now()
+            WHERE id = $1
+            """,
+            payment.intent_id, payment.amount_base_units,
+        )
+        await connection.execute(
+            """
+            INSERT INTO sweep_requests (intent_id, tenant_id, ledger_id, asset_key, chain_id, token_address, salt, held_base_units,
+                unattributed_base_units)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)
+            ON CONFLICT (intent_id) DO UPDATE
+                SET unattributed_base_units = sweep_requests.unattributed_base_units + EXCLUDED.unattributed_base_units,
+                    updated_at = now()
+            """,
+            payment.intent_id, payment.tenant_id, ledger_id, asset_key, payment.chain_id, payment.token_address.lower(), payment.salt,
+            payment.amount_base_units,
+        )
+    return True
 
 
 async def intents_confirming(pool: asyncpg.Pool, *, chain_id: int, limit: int = 1000) -> list[str]:

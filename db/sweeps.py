@@ -1,5 +1,5 @@
-"""Sweep requests: what each deposit address holds per the ledger, what was swept, and the batch
-that is sweeping it now. A batch id is claimed once: claiming it again returns the same items, so
+"""Sweep requests: what each deposit address holds per the ledger (what its intent holds, plus the
+unattributed payments the watcher posted), what was swept, and the batch that is sweeping it now. A batch id is claimed once: claiming it again returns the same items, so
 a retried claim never widens a batch whose transaction may already be signed."""
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ async def request_sweep(connection: Connection, *, request: SweepRequest) -> Non
 
 async def count_sweeps_due(pool: asyncpg.Pool, *, chain_id: int) -> int:
     return await pool.fetchval(
-        "SELECT count(*) FROM sweep_requests WHERE chain_id = $1 AND held_base_units > swept_base_units AND batch_id IS NULL",
+        """
+        SELECT count(*) FROM sweep_requests
+        WHERE chain_id = $1 AND held_base_units + unattributed_base_units > swept_base_units AND batch_id IS NULL
+        """,
         chain_id,
     )
 
@@ -82,10 +85,11 @@ async def claim_sweep_batch(pool: asyncpg.Pool, *, chain_id: int, batch_id: str,
             return claimed
         rows = await connection.fetch(
             f"""
-            UPDATE sweep_requests SET batch_id = $2, batch_target_base_units = held_base_units, updated_at = now()
+            UPDATE sweep_requests SET batch_id = $2, batch_target_base_units = held_base_units + unattributed_base_units,
+                updated_at = now()
             WHERE intent_id IN (
                 SELECT intent_id FROM sweep_requests
-                WHERE chain_id = $1 AND held_base_units > swept_base_units AND batch_id IS NULL
+                WHERE chain_id = $1 AND held_base_units + unattributed_base_units > swept_base_units AND batch_id IS NULL
                 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED
             )
             RETURNING {ITEM_COLUMNS}

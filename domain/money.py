@@ -20,6 +20,11 @@ class InvalidAmount(ValueError):
     """The amount is not a positive integer of base units within bounds."""
 
 
+def asset_key(*, chain_id: int, code: str) -> str:
+    """The ledger's asset key: chain + token."""
+    return f"evm:{chain_id}:{code}"
+
+
 @dataclass(frozen=True)
 class Asset:
     """A token on a chain: `code` is what API callers write (e.g. "usdc")."""
@@ -32,8 +37,7 @@ class Asset:
 
     @property
     def key(self) -> str:
-        """The ledger's asset key: chain + token."""
-        return f"evm:{self.chain_id}:{self.code}"
+        return asset_key(chain_id=self.chain_id, code=self.code)
 
     @property
     def amount_max_base_units(self) -> int:

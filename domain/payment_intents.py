@@ -21,6 +21,13 @@ from domain.confirmations import confirmations_of
 from domain.money import fee_split
 
 PAYMENTS_PER_INTENT_MAX = 100
+# Of those, the last places go only to payments that complete the intent: the watcher keeps them for
+# the customer's real payment however much dust arrived first.
+PAYMENTS_RESERVED_TO_COMPLETE = 10
+# A token transfer's amount is a uint256: anything larger did not come from a chain.
+AMOUNT_BASE_UNITS_MAX = 2**256 - 1
+# The error type a creation call gets when its intent could not be stored (a data error no retry mends).
+REGISTRATION_FAILED = "IntentRegistrationFailed"
 
 
 class IntentStatus(StrEnum):
@@ -78,6 +85,10 @@ class IntentState:
     head_block_number: int = 0
     terminal_status: IntentStatus | None = None
     settlement: Settlement | None = None
+    # Chain input the intent refused without failing: payments beyond PAYMENTS_PER_INTENT_MAX, and
+    # reorgs of payments its settlement used (deeper than its confirmations).
+    payments_ignored: int = 0
+    settled_payments_reorged: int = 0
 
     def __post_init__(self) -> None:
         assert isinstance(self.amount_due_base_units, int) and self.amount_due_base_units > 0
@@ -139,7 +150,11 @@ class IntentState:
                 return self._after_change(previous_status=previous_status)
             return []
         if len(self.payments) >= PAYMENTS_PER_INTENT_MAX:
-            raise IntentRuleViolation("too_many_payments", f"an intent accepts at most {PAYMENTS_PER_INTENT_MAX} payments")
+            # The watcher keeps transfers beyond the cap away from the intent (unattributed money,
+            # refundable); one that gets here anyway is counted, never raised on: chain input must
+            # not fail the workflow.
+            self.payments_ignored += 1
+            return []
         if self.terminal_status is not None:
             payment.late = True
             self.payments[payment.key] = payment
@@ -161,9 +176,12 @@ class IntentState:
         for payment in self.payments.values():
             if payment.block_hash == block_hash and not payment.orphaned:
                 if self.terminal_status is IntentStatus.SUCCEEDED and not payment.late:
-                    # Settlement only ever uses payments past their confirmation depth, which a
-                    # reorg of that depth would break: the policy's job, asserted here.
-                    raise AssertionError(f"reorg below the confirmation depth of settled intent {self.intent_id}")
+                    # Settlement only ever uses payments past their confirmation depth: a reorg that
+                    # deep is beyond the confirmation policy. The settlement stands (the ledger has
+                    # posted it); the intent counts the reorg for reconciliation to flag, and the
+                    # chain cannot fail the workflow with it.
+                    self.settled_payments_reorged += 1
+                    continue
                 payment.orphaned = True
                 changed = True
         if not changed:
@@ -307,3 +325,13 @@ def refundable_moves(intent_id: str, *, posted_before: int, total: int) -> list[
 def sweep_moves(intent_id: str, *, swept_before: int, total: int) -> list[LedgerMove]:
     assert total > swept_before >= 0
     return [LedgerMove(f"{intent_id}/sweep/{total}", "treasury", "customer_deposits", total - swept_before, "sweep")]
+
+
+def unattributed_moves(intent_id: str, *, tx_hash: str, log_index: int, amount_base_units: int) -> list[LedgerMove]:
+    """A confirmed payment to the intent's deposit address that the intent did not take (beyond its
+    payment cap, or after its workflow closed): the customer's money, refundable."""
+    assert amount_base_units > 0
+    return [
+        LedgerMove(f"{intent_id}/unattributed/{tx_hash.lower()}:{log_index}", "customer_deposits", "unallocated", amount_base_units,
+                   "refundable")
+    ]

@@ -15,7 +15,7 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain_watcher import HeadSignal, OrphanSignal, PaymentSignal
@@ -26,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
         PaymentIntentActivities,
     )
     from domain.payment_intents import (
+        AMOUNT_BASE_UNITS_MAX,
+        PAYMENTS_PER_INTENT_MAX,
+        REGISTRATION_FAILED,
         TERMINAL_STATUSES,
         IntentRuleViolation,
         IntentState,
@@ -49,21 +52,9 @@ LATE_WINDOW = timedelta(minutes=10)
 
 @workflow.defn
 class PaymentIntentWorkflow:
-    def __init__(self) -> None:
-        self._input: PaymentIntentInput | None = None
-        self._deposit: DepositAssignment | None = None
-        self._state: IntentState | None = None
-        self._registered = False
-        self._changed = False
-        self._event_sequence = 0
-        self._pending: list[str] = []
-        self._settlement_posted = False
-        self._refundable_posted_base_units = 0
-        self._status_attribute = IntentStatus.REQUIRES_PAYMENT.value  # set by start_payment_intent
-
-    # ------------------------------------------------------------------ run
-    @workflow.run
-    async def run(self, input: PaymentIntentInput) -> PaymentIntentView:
+    @workflow.init
+    def __init__(self, input: PaymentIntentInput) -> None:
+        # The state exists before any handler runs: a signal in the first activation finds it.
         self._input = input
         self._state = IntentState(
             intent_id=input.intent_id,
@@ -71,6 +62,20 @@ class PaymentIntentWorkflow:
             confirmations_required=input.confirmations_required,
             fee_bps=input.fee_bps,
         )
+        self._deposit: DepositAssignment | None = None
+        self._registered = False
+        self._registration_failure: ApplicationError | None = None
+        self._changed = False
+        self._event_sequence = 0
+        self._pending: list[str] = []
+        self._settlement_posted = False
+        self._refundable_posted_base_units = 0
+        self._signals_ignored = 0
+        self._status_attribute = IntentStatus.REQUIRES_PAYMENT.value  # set by start_payment_intent
+
+    # ------------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, input: PaymentIntentInput) -> PaymentIntentView:
         if input.deposit_address and input.deposit_salt and input.deposit_factory:
             # Computed by the API and set as search attributes at start: no activity, no upsert.
             self._deposit = DepositAssignment(address=input.deposit_address, salt=input.deposit_salt, factory=input.deposit_factory)
@@ -84,7 +89,17 @@ class PaymentIntentWorkflow:
             workflow.upsert_search_attributes(
                 [SETTLE_CHAIN.value_set(chain_attribute(input.chain_id)), SETTLE_DEPOSIT_ADDRESS.value_set(self._deposit.address.lower())]
             )
-        await self._record(["payment_intent.created"], register=True)
+        try:
+            await self._record(["payment_intent.created"], register=True)
+        except (ActivityError, ApplicationError) as error:
+            # Only an error no retry can mend gets here (DB_RETRY retries the rest): the intent was
+            # never stored. The creation call learns why, and nothing is left running. (A local
+            # activity's non-retryable failure arrives as its ApplicationError, not an ActivityError.)
+            self._registration_failure = ApplicationError(
+                "the payment intent could not be stored", type=REGISTRATION_FAILED, non_retryable=True
+            )
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise self._registration_failure from error
         self._registered = True
         # One timer per window for the intent's whole life (not one per wait): fewer history events.
         expiry = _Deadline(datetime.fromisoformat(input.expires_at))
@@ -106,43 +121,54 @@ class PaymentIntentWorkflow:
         return self._view()
 
     # ------------------------------------------------------------------ signals / updates / queries
+    # The chain watcher sends these. Nothing a signal carries may fail a workflow task (Temporal
+    # would retry that task for ever): what does not fit is counted, logged and ignored.
     @workflow.signal
     def payment_observed(self, signal: PaymentSignal) -> None:
-        assert self._state is not None
-        self._queue(
-            self._state.observe_payment(
-                Payment(
-                    tx_hash=signal.tx_hash,
-                    log_index=signal.log_index,
-                    amount_base_units=signal.amount_base_units,
-                    block_number=signal.block_number,
-                    block_hash=signal.block_hash,
-                    sender=signal.sender,
-                )
-            )
-            + self._state.observe_head(signal.head_block_number)
-        )
+        payment = payment_of_signal(signal)
+        if payment is None:
+            self._ignore("payment_observed", "malformed payment")
+            return
+        ignored_before = self._state.payments_ignored
+        self._queue(self._state.observe_payment(payment) + self._state.observe_head(signal.head_block_number))
+        if self._state.payments_ignored > ignored_before:
+            self._ignore("payment_observed", f"over {PAYMENTS_PER_INTENT_MAX} payments")
 
     @workflow.signal
     def block_orphaned(self, signal: OrphanSignal) -> None:
-        assert self._state is not None
+        if not _is_hash(getattr(signal, "block_hash", None)):
+            self._ignore("block_orphaned", "malformed block hash")
+            return
+        reorged_before = self._state.settled_payments_reorged
         self._queue(self._state.observe_orphaned_block(signal.block_hash))
+        if self._state.settled_payments_reorged > reorged_before:
+            workflow.logger.error(
+                "intent %s: block %s, which holds a payment its settlement used, was reorganised away",
+                self._input.intent_id, signal.block_hash,
+            )
 
     @workflow.signal
     def head_advanced(self, signal: HeadSignal) -> None:
-        assert self._state is not None
-        self._queue(self._state.observe_head(signal.head_block_number))
+        head = getattr(signal, "head_block_number", None)
+        if not _is_block_number(head):
+            self._ignore("head_advanced", "malformed block number")
+            return
+        self._queue(self._state.observe_head(head))
 
     @workflow.update
     async def register(self) -> PaymentIntentView:
-        """The creation call (update-with-start): returns once the intent is stored."""
-        await workflow.wait_condition(lambda: self._registered)
+        """The creation call (update-with-start): returns once the intent is stored, or fails with
+        the reason it could not be."""
+        await workflow.wait_condition(lambda: self._registered or self._registration_failure is not None)
+        if self._registration_failure is not None:
+            raise self._registration_failure
         return self._view()
 
     @workflow.update
     async def cancel(self) -> PaymentIntentView:
-        await workflow.wait_condition(lambda: self._registered)
-        assert self._state is not None
+        await workflow.wait_condition(lambda: self._registered or self._registration_failure is not None)
+        if self._registration_failure is not None:
+            raise self._registration_failure
         try:
             events = self._state.cancel()
         except IntentRuleViolation as error:
@@ -152,7 +178,7 @@ class PaymentIntentWorkflow:
 
     @cancel.validator
     def _validate_cancel(self) -> None:
-        if self._state is not None and self._state.payments:
+        if self._state.payments:
             raise ValueError("an intent that has received a payment cannot be canceled")
 
     @workflow.query
@@ -160,6 +186,10 @@ class PaymentIntentWorkflow:
         return self._view()
 
     # ------------------------------------------------------------------ internals
+    def _ignore(self, signal_name: str, reason: str) -> None:
+        self._signals_ignored += 1
+        workflow.logger.warning("intent %s ignored a %s signal: %s", self._input.intent_id, signal_name, reason)
+
     def _queue(self, events: list[str]) -> None:
         self._pending.extend(events)
         self._changed = True
@@ -172,7 +202,6 @@ class PaymentIntentWorkflow:
         """One local activity per change: the ledger moves it calls for (settlement once;
         refundable money as it is confirmed), then the read model, the events and what the deposit
         address holds (which asks the sweeper to move it)."""
-        assert self._input is not None and self._state is not None
         event_ids = []
         for event_type in events:
             self._event_sequence += 1
@@ -202,7 +231,7 @@ class PaymentIntentWorkflow:
             self._status_attribute = status
 
     def _view(self) -> PaymentIntentView:
-        assert self._input is not None and self._state is not None and self._deposit is not None
+        assert self._deposit is not None
         state = self._state
         settlement = state.settlement
         return PaymentIntentView(
@@ -230,6 +259,40 @@ class PaymentIntentWorkflow:
                 for p in state.payments.values()
             ],
         )
+
+
+HASH_LENGTH_MAX = 130
+BLOCK_NUMBER_MAX = 2**63 - 1
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= HASH_LENGTH_MAX
+
+
+def _is_block_number(value: object) -> bool:
+    return type(value) is int and 0 <= value <= BLOCK_NUMBER_MAX
+
+
+def payment_of_signal(signal: object) -> Payment | None:
+    """The payment a `payment_observed` signal reports, or None if it is malformed (the watcher
+    sends well-formed ones; anything else with access to the namespace might not)."""
+    amount = getattr(signal, "amount_base_units", None)
+    log_index = getattr(signal, "log_index", None)
+    sender = getattr(signal, "sender", None)
+    if not (
+        type(amount) is int and 0 < amount <= AMOUNT_BASE_UNITS_MAX
+        and type(log_index) is int and 0 <= log_index <= BLOCK_NUMBER_MAX
+        and _is_hash(getattr(signal, "tx_hash", None))
+        and _is_hash(getattr(signal, "block_hash", None))
+        and _is_hash(sender)
+        and _is_block_number(getattr(signal, "block_number", None))
+        and _is_block_number(getattr(signal, "head_block_number", None))
+    ):
+        return None
+    return Payment(
+        tx_hash=signal.tx_hash, log_index=log_index, amount_base_units=amount, block_number=signal.block_number,
+        block_hash=signal.block_hash, sender=sender,
+    )
 
 
 class _Deadline:

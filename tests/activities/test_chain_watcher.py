@@ -19,6 +19,7 @@ from activities.chain_watcher import ChainWatcherActivities, WatchChainInput
 from contracts import load_artifact
 from contracts.deposit import deposit_salt, predict_deposit_address
 from db import chain as chain_db
+from db.ledger_store import LedgerStore
 
 
 @dataclass
@@ -80,6 +81,13 @@ async def _register(db_pool, private_chain, intent_id: str, token: str) -> str:
 
 
 @pytest.fixture
+async def watcher_ledger(db_pool):
+    ledger = LedgerStore(db_pool)
+    yield ledger
+    await ledger.close()
+
+
+@pytest.fixture
 async def sink_worker(temporal_client):
     task_queue = f"sink-{uuid.uuid4().hex[:8]}"
     async with Worker(temporal_client, task_queue=task_queue, workflows=[SignalSinkWorkflow], workflow_runner=UnsandboxedWorkflowRunner()):
@@ -95,7 +103,7 @@ async def _received(handle, predicate, timeout_s: float = 15) -> Received:
         await asyncio.sleep(0.1)
 
 
-async def test_watcher_matches_signals_survives_restart_and_reorg(private_chain, db_pool, temporal_client, sink_worker):
+async def test_watcher_matches_signals_survives_restart_and_reorg(private_chain, db_pool, temporal_client, sink_worker, watcher_ledger):
     w3 = private_chain["w3"]
     chain_id = private_chain["chain_id"]
     usdc = private_chain["contracts"]["TestUSDC"].lower()
@@ -104,7 +112,7 @@ async def test_watcher_matches_signals_survives_restart_and_reorg(private_chain,
     intent_id = f"pi_test_{uuid.uuid4().hex[:16]}"
     handle = await temporal_client.start_workflow(SignalSinkWorkflow.run, id=intent_id, task_queue=sink_worker)
     deposit = await _register(db_pool, private_chain, intent_id, usdc)
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client)
+    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc, usdt], run_for_s=1.0, poll_interval_s=0.05,
                             start_block=w3.eth.block_number + 1)
@@ -144,7 +152,7 @@ async def test_watcher_matches_signals_survives_restart_and_reorg(private_chain,
     await handle.terminate("test done")
 
 
-async def test_one_transaction_with_two_transfers_is_two_payments(private_chain, db_pool, temporal_client, sink_worker):
+async def test_one_transaction_with_two_transfers_is_two_payments(private_chain, db_pool, temporal_client, sink_worker, watcher_ledger):
     """An exchange's batch withdrawal: one transaction, one Transfer log per deposit address (and
     two to the same one): each (tx hash, log index) is its own payment, none dropped as a duplicate."""
     from contracts.deploy import deploy_contract
@@ -156,7 +164,7 @@ async def test_one_transaction_with_two_transfers_is_two_payments(private_chain,
     ids = [f"pi_test_{uuid.uuid4().hex[:16]}" for _ in range(2)]
     handles = [await temporal_client.start_workflow(SignalSinkWorkflow.run, id=i, task_queue=sink_worker) for i in ids]
     addresses = [await _register(db_pool, private_chain, i, usdc.lower()) for i in ids]
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client)
+    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc], run_for_s=0.5, poll_interval_s=0.05)
     await env.run(watcher.watch_chain, watch)
@@ -187,7 +195,7 @@ async def test_one_transaction_with_two_transfers_is_two_payments(private_chain,
     assert rows == 3
 
 
-async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(private_chain, db_pool, temporal_client, sink_worker):
+async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(private_chain, db_pool, temporal_client, sink_worker, watcher_ledger):
     """After an intent's late window its workflow is closed: the watcher itself marks the payment
     late and writes `payment_intent.payment_late` (the intent as of its latest event, plus the payment)."""
     import json
@@ -204,7 +212,7 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(pr
         "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, 'payment_intent.expired', $3, $4::jsonb)",
         f"evt_{uuid.uuid4().hex[:12]}", tenant_id, intent_id, json.dumps(expired),
     )
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client)
+    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc], run_for_s=0.5, poll_interval_s=0.05)
     await env.run(watcher.watch_chain, watch)

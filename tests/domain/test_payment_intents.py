@@ -135,3 +135,26 @@ def test_posting_templates_balance_and_name_their_steps():
     assert [(m.transfer_id, m.transfer_code) for m in sweep_moves("pi_x", swept_before=0, total=9)] == [("pi_x/sweep/9", "sweep")]
     with pytest.raises(AssertionError):
         sweep_moves("pi_x", swept_before=9, total=9)
+
+
+def test_payments_beyond_the_cap_are_counted_and_ignored_never_raised():
+    from domain.payment_intents import PAYMENTS_PER_INTENT_MAX
+
+    state = intent()
+    for index in range(PAYMENTS_PER_INTENT_MAX):
+        state.observe_payment(payment(1, tx=f"0x{index:064x}", block=10))
+    assert state.observe_payment(payment(DUE, tx="0xfull", block=11)) == []
+    assert state.payments_ignored == 1
+    assert len(state.payments) == PAYMENTS_PER_INTENT_MAX
+    assert state.amount_received_base_units == PAYMENTS_PER_INTENT_MAX
+
+
+def test_reorg_below_the_depth_of_a_settled_payment_is_counted_not_raised():
+    state = intent()
+    state.observe_payment(payment(DUE, block=10, block_hash="0xdeep"))
+    state.observe_head(12)
+    assert state.status is IntentStatus.SUCCEEDED
+    assert state.observe_orphaned_block("0xdeep") == []
+    assert state.settled_payments_reorged == 1
+    assert state.status is IntentStatus.SUCCEEDED
+    assert not next(iter(state.payments.values())).orphaned
