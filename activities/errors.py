@@ -1,4 +1,20 @@
-"""The project's own exceptions for third-party failures, translated at the boundary."""
+"""The project's own exceptions for third-party failures, translated at the boundary, and the
+error types that workflows list as never worth retrying."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio.exceptions import ApplicationError
+
+# A database refused what an activity wrote (a value it cannot store, a broken constraint). The
+# same write fails the same way every time: retrying it would only hide it.
+DATA_REFUSED = "DataRefused"
+
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,  # SQLSTATE class 22: a NUL byte in text, a value out of range, bad encoding
+    asyncpg.IntegrityConstraintViolationError,  # class 23: a CHECK, NOT NULL, foreign key or unique key
+    UnicodeEncodeError,  # a lone surrogate never reaches the database
+)
 
 
 class SettleError(Exception):
@@ -7,3 +23,12 @@ class SettleError(Exception):
 
 class ChainUnavailable(SettleError):
     """The chain node did not answer; retryable."""
+
+
+def non_retryable_of(error: BaseException) -> ApplicationError | None:
+    """The non-retryable error a data error becomes, or None for errors a retry may mend (a
+    connection lost while PostgreSQL restarts, a node that does not answer)."""
+    if isinstance(error, _DATA_ERRORS):
+        # The message names the kind of refusal, never the data (it may hold a customer's text).
+        return ApplicationError(f"the database refused the data: {type(error).__name__}", type=DATA_REFUSED, non_retryable=True)
+    return None

@@ -33,6 +33,7 @@ from activities.webhooks import create_webhook_http_client, webhook_activities
 from db.ledger_store import LedgerStore
 from db.pool import create_pool
 from db.settings import Settings, get_settings
+from worker.interceptors import SettleInterceptor
 from workflows.chain_watcher_workflow import ChainWatcherInput, ChainWatcherWorkflow, watcher_workflow_id
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dispatcher
 from workflows.hello_workflow import HelloWorkflow
@@ -61,7 +62,7 @@ class WorkerClients:
 def activities_for(clients: WorkerClients, settings: Settings) -> list:
     chain = ChainActivities(clients.w3, chain_id=settings.chain_id)
     hello = HelloActivities(clients.pool)
-    watcher = ChainWatcherActivities(clients.pool, clients.w3, clients.temporal)
+    watcher = ChainWatcherActivities(clients.pool, clients.w3, clients.temporal, clients.ledger)
     transactions = TransactionActivities(clients.pool, clients.w3, relayer=clients.relayer, chain_id=settings.chain_id)
     activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
                   transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
@@ -89,6 +90,7 @@ def build_worker(client: Client, clients: WorkerClients, settings: Settings, *, 
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=activities_for(clients, settings),
+        interceptors=[SettleInterceptor()],
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 

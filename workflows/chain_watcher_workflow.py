@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.chain_watcher import ChainWatcherActivities, WatchChainInput, WatchChainResult
+
+from workflows.retry_policies import WATCH_RETRY
 
 PASSES_PER_RUN_MAX = 200
 
@@ -58,8 +59,7 @@ class ChainWatcherWorkflow:
                 ),
                 start_to_close_timeout=timedelta(seconds=input.activity_run_for_s + 60),
                 heartbeat_timeout=timedelta(seconds=15),
-                # A node that is down delays watching; it never ends it.
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
+                retry_policy=WATCH_RETRY,
             )
             self._state.activity_runs += 1
             self._state.next_block = result.next_block

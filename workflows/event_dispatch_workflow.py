@@ -21,6 +21,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import ClaimWebhookDeliveriesInput, WebhookActivities
 
+from workflows.retry_policies import NEVER_RETRIED
 from workflows.search_attributes import SETTLE_KIND
 from workflows.webhook_delivery_workflow import WebhookDeliveryWorkflow
 
@@ -31,6 +32,7 @@ CLAIM_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     # The dispatcher must outlive any outage of the database: unlimited, with a capped backoff.
     maximum_attempts=0,
+    non_retryable_error_types=NEVER_RETRIED,
 )
 
 

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.chain import ChainActivities, ChainHead, ReadChainHeadInput
     from activities.hello import HelloActivities, RecordHelloRunInput
 
+from workflows.retry_policies import NEVER_RETRIED
 from workflows.search_attributes import SETTLE_STATUS
 
 
@@ -31,7 +32,12 @@ class HelloResult:
     row_inserted: bool
 
 
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30))
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NEVER_RETRIED,
+)
 
 
 @workflow.defn

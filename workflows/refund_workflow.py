@@ -46,14 +46,14 @@ with workflow.unsafe.imports_passed_through():
         refund_transfer_key,
     )
 
-from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, TRANSACTION_NEVER_MINED_OR_REVERTED
+from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, NEVER_RETRIED, TRANSACTION_NEVER_MINED_OR_REVERTED
 from workflows.search_attributes import SETTLE_STATUS, SETTLE_WALLET
 
 RESERVE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[INSUFFICIENT_BALANCE, LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED],
+    non_retryable_error_types=[INSUFFICIENT_BALANCE, LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED, *NEVER_RETRIED],
 )
 # How long a refund waits for the intent's money to reach the treasury account (its sweep) before
 # it fails with nothing reserved.

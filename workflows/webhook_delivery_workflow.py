@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.webhooks import THROTTLED_WAITS_PER_ATTEMPT_MAX
 
+from workflows.retry_policies import NEVER_RETRIED
 from workflows.search_attributes import SETTLE_KIND, SETTLE_STATUS, SETTLE_TENANT
 
 __all__ = ["WebhookDeliveryInput", "WebhookDeliveryResult", "WebhookDeliveryState", "WebhookDeliveryWorkflow"]
@@ -37,7 +38,7 @@ ATTEMPT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=100,
-    non_retryable_error_types=["WebhookDeliveryNotFound"],
+    non_retryable_error_types=["WebhookDeliveryNotFound", *NEVER_RETRIED],
 )
 
 

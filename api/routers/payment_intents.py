@@ -21,6 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from api.auth import Principal, check_ip_rate_limit, tenant_key
 from api.config import TIER_WRITE
@@ -56,7 +58,7 @@ from db.webhooks import prepare_notify_url
 from domain.confirmations import ConfirmationPolicy
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest
-from domain.payment_intents import TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
+from domain.payment_intents import REGISTRATION_FAILED, TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope
 from domain.webhooks import parse_target_url
 from workflows.payment_intent_workflow import PaymentIntentWorkflow, expires_at_iso, start_payment_intent
@@ -135,6 +137,10 @@ class TemporalConnector:
         if self.client is None:
             raise unavailable()
         return self.client
+
+
+# What a create may take before it answers 503: registering is one local activity on a healthy stack.
+CREATE_TIMEOUT_S = 15.0
 
 
 def unavailable(
@@ -290,7 +296,17 @@ async def create_payment_intent(
         # Shown only to a key that may manage webhooks; others leave it to POST /v1/notify_secret/rotate.
         notify_secret = target.secret_created if Scope.WEBHOOKS_WRITE in principal.scopes else None
     try:
-        await start_payment_intent(client, input, task_queue=settings.task_queue)
+        # Bounded: a workflow that cannot register the intent in time answers 503 (retry with the
+        # same Idempotency-Key), never a request that hangs.
+        await asyncio.wait_for(start_payment_intent(client, input, task_queue=settings.task_queue), timeout=CREATE_TIMEOUT_S)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == REGISTRATION_FAILED:
+            # Data the database refused past validation: the same request fails the same way.
+            logger.error("payment intent %s could not be stored: %s", intent_id, cause.message)
+            raise invalid_request("The payment intent could not be stored: a field holds a value that cannot be saved.") from None
+        logger.warning("could not start payment intent %s: %s", intent_id, type(cause).__name__)
+        raise unavailable() from None
     except Exception as error:  # noqa: BLE001 - RPC failures, timeouts: the client may retry
         logger.warning("could not start payment intent %s: %s", intent_id, type(error).__name__)
         raise unavailable() from None
@@ -336,9 +352,6 @@ async def retrieve_intent(request: Request, principal: IntentsRead, intent_id: I
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def cancel_intent(request: Request, principal: IntentsWrite, idempotency: Idempotency, intent_id: IntentId) -> PaymentIntentRead:
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.exceptions import ApplicationError
-
     intent = await tenant_intent(request, principal, intent_id)
     terminal = _conflict("intent_terminal", f"This payment intent is {intent.status}; it can no longer be canceled.")
     received = _conflict(

@@ -286,3 +286,131 @@ async def test_an_intent_is_findable_by_chain_deposit_address_and_status(intent_
         found = [execution.id async for execution in temporal_client.list_workflows(query)]
         await asyncio.sleep(0.2)
     assert found == [input.intent_id]
+
+
+def _pay_in_one_block(private_chain, *, token: str, to: str, amounts: list[int]) -> None:
+    """Many transfers from the customer, mined together in one block."""
+    w3 = private_chain["w3"]
+    sender = Account.from_key(private_chain["accounts"]["customer"]["private_key"])
+    contract = w3.eth.contract(address=w3.to_checksum_address(token), abi=load_artifact("TestUSDC").abi)
+    nonce = w3.eth.get_transaction_count(sender.address, "pending")
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        hashes = []
+        for index, amount in enumerate(amounts):
+            tx = contract.functions.transfer(w3.to_checksum_address(to), amount).build_transaction(
+                {"from": sender.address, "nonce": nonce + index, "chainId": w3.eth.chain_id, "gas": 100_000}
+            )
+            hashes.append(w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction))
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    receipts = [w3.eth.wait_for_transaction_receipt(h) for h in hashes]
+    assert all(r["status"] == 1 for r in receipts) and len({r["blockNumber"] for r in receipts}) == 1
+
+
+async def _history_event_types(handle) -> list[str]:
+    return [event.WhichOneof("attributes") async for event in handle.fetch_history_events()]
+
+
+async def test_dust_beyond_the_payment_cap_cannot_wedge_an_intent(intent_worker, private_chain, temporal_client, db_pool):
+    """More dust transfers than an intent accepts, then the full amount: the intent succeeds, the
+    dust beyond the cap is posted as unattributed refundable money and swept, and the workflow's
+    history stays bounded with no failed workflow task."""
+    from domain.payment_intents import PAYMENTS_PER_INTENT_MAX, PAYMENTS_RESERVED_TO_COMPLETE
+
+    input = _input(intent_worker["settings"], confirmations=2)
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    dust_count = PAYMENTS_PER_INTENT_MAX + 30
+    _pay_in_one_block(private_chain, token=input.token_address, to=view.deposit_address, amounts=[1] * dust_count)
+    attributed_dust = PAYMENTS_PER_INTENT_MAX - PAYMENTS_RESERVED_TO_COMPLETE
+    await _wait_view(handle, lambda v: len(v.payments) == attributed_dust)
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE)
+    _mine(private_chain, 2)
+
+    view = await _wait_view(handle, lambda v: v.status == "succeeded", timeout_s=60)
+    assert len(view.payments) == attributed_dust + 1
+    assert view.amount_refundable == str(attributed_dust)  # the intent's own excess: the dust it took
+    unattributed = dust_count - attributed_dust
+    await _wait_swept(db_pool, input.intent_id, DUE + dust_count, timeout_s=60)
+    row = await db_pool.fetchrow("SELECT amount_unattributed, amount_refundable FROM payment_intents WHERE id = $1", input.intent_id)
+    assert (int(row["amount_unattributed"]), int(row["amount_refundable"])) == (unattributed, dust_count)
+    flags = await db_pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE unattributed) AS unattributed, count(*) FILTER (WHERE unattributed_posted) AS posted "
+        "FROM intent_payments WHERE intent_id = $1",
+        input.intent_id,
+    )
+    assert (flags["unattributed"], flags["posted"]) == (unattributed, unattributed)
+    balances = await _balances(intent_worker["ledger"], input)
+    assert balances == {
+        "customer_deposits": 0, "treasury": DUE + dust_count, "merchant_available": -24_750_000, "platform_fees": -250_000,
+        "unallocated": -dust_count,
+    }
+    assert _token_balance(private_chain, input.token_address, view.deposit_address) == 0
+
+    history = await _history_event_types(handle)
+    assert "workflow_task_failed_event_attributes" not in history
+    signals = history.count("workflow_execution_signaled_event_attributes")
+    # Payment signals are capped; the rest are the few heads that confirmed the payments.
+    assert signals <= PAYMENTS_PER_INTENT_MAX + 10, signals
+    assert len(history) < 6 * PAYMENTS_PER_INTENT_MAX, len(history)
+
+
+async def test_malformed_signals_are_ignored_and_the_intent_still_settles(intent_worker, private_chain, temporal_client, db_pool):
+    """Anyone who can signal the namespace might send garbage: it is counted and ignored, never a
+    failed workflow task."""
+    input = _input(intent_worker["settings"], confirmations=1)
+    view = await start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"])
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    good = {
+        "chain_id": input.chain_id, "tx_hash": "0x" + "ab" * 32, "log_index": 0, "token_address": input.token_address,
+        "sender": "0x" + "11" * 20, "amount_base_units": 5, "block_number": 1, "block_hash": "0x" + "cd" * 32,
+        "head_block_number": 1,
+    }
+    for bad in (
+        {**good, "amount_base_units": -5},
+        {**good, "amount_base_units": 0},
+        {**good, "amount_base_units": 2**256},
+        {**good, "amount_base_units": "5"},
+        {**good, "log_index": -1},
+        {**good, "tx_hash": ""},
+        {**good, "block_hash": "x" * 10_000},
+        {"tx_hash": "0x01"},
+        "not an object",
+    ):
+        await handle.signal("payment_observed", bad)
+    await handle.signal("block_orphaned", {"block_hash": None})
+    await handle.signal("head_advanced", {"head_block_number": "12"})
+    await handle.signal("head_advanced", {"head_block_number": -1})
+    assert (await handle.query(PaymentIntentWorkflow.view)).status == "requires_payment"
+
+    _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=DUE)
+    view = await _wait_view(handle, lambda v: v.status == "succeeded")
+    assert [p.amount for p in view.payments] == [str(DUE)]
+    assert "workflow_task_failed_event_attributes" not in await _history_event_types(handle)
+
+
+async def test_an_intent_the_database_refuses_fails_its_creation_at_once_and_leaves_nothing_running(
+    intent_worker, temporal_client, db_pool
+):
+    """Past the API's validation, data PostgreSQL cannot store (a NUL byte) is refused once, not
+    retried for ever: the creation call gets a typed failure and the workflow is closed."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.exceptions import ApplicationError
+
+    from domain.payment_intents import REGISTRATION_FAILED
+
+    input = _input(intent_worker["settings"])
+    input.description = "a NUL \x00 byte"
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await asyncio.wait_for(start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"]), timeout=20)
+    assert asyncio.get_running_loop().time() - started < 10
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == REGISTRATION_FAILED
+    assert "\x00" not in str(cause)
+    handle = temporal_client.get_workflow_handle(input.intent_id)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    assert await db_pool.fetchval("SELECT count(*) FROM payment_intents WHERE id = $1", input.intent_id) == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM events WHERE object_id = $1", input.intent_id) == 0
