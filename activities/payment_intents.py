@@ -4,7 +4,7 @@ the intent and step), then the read model, the events and the sweep request, in 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from activities.ledger_postings import post_moves
 from contracts.deposit import intent_deposit_address
 from db.chain import DepositAddress, register_deposit_address
 from db.ledger_store import LedgerStore
+from db.payment_intents import find_payment_intent, stored_intent_object
 from db.sweeps import SweepRequest, request_sweep
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
 
@@ -51,31 +52,13 @@ def deposit_assignment(intent_id: str, *, factory: str, implementation: str) -> 
     return DepositAssignment(address=address, salt=salt, factory=factory)
 
 
-def intent_object(input: PaymentIntentInput, view: PaymentIntentView) -> dict[str, Any]:  # noqa: D401
-    """The merchant's view of an intent, as events carry it (amounts as strings of base units)."""
-    return {
-        "id": input.intent_id,
-        "object": "payment_intent",
-        "status": view.status,
-        "amount": view.amount,
-        "amount_received": view.amount_received,
-        "amount_remaining": view.amount_remaining,
-        "amount_refundable": view.amount_refundable,
-        "amount_swept": view.amount_swept,
-        "fee": view.fee,
-        "net": view.net,
-        "asset": input.asset,
-        "chain_id": input.chain_id,
-        "token_address": input.token_address,
-        "deposit_address": view.deposit_address,
-        "confirmations_required": view.confirmations_required,
-        "description": input.description,
-        "metadata": input.metadata,
-        "expires_at": input.expires_at,
-        "payments": [asdict(p) for p in view.payments],
-        # The webhook dispatcher also delivers every event of the intent here (db.webhooks.fan_out_events).
-        "notify_url": input.notify_url,
-    }
+async def intent_object(connection: asyncpg.Connection, *, intent_id: str, view: PaymentIntentView) -> dict[str, Any]:
+    """What the intent's events carry: its read model as this transaction just wrote it, through
+    the serializer the API answers with (domain.events.payment_intent_object), each payment's
+    confirmations as the workflow counts them. So an event's `data` is what GET answered then."""
+    stored = await find_payment_intent(connection, intent_id=intent_id)
+    assert stored is not None, f"intent {intent_id} is recorded before its events"
+    return stored_intent_object(stored, confirmations={f"{p.tx_hash.lower()}:{p.log_index}": p.confirmations for p in view.payments})
 
 
 class PaymentIntentActivities:
@@ -95,7 +78,6 @@ class PaymentIntentActivities:
     async def record_payment_intent(self, record: IntentRecord) -> None:
         """Read model + payments' flags + events, in one transaction; safe to run again."""
         input, view = record.input, record.view
-        data = intent_object(input, view)
         await post_moves(
             self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id, moves=record.moves, linked=True
         )
@@ -145,6 +127,7 @@ class PaymentIntentActivities:
                     ),
                 )
             if record.events:
+                data = await intent_object(connection, intent_id=input.intent_id, view=view)
                 await connection.executemany(
                     """
                     INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)
