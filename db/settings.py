@@ -15,17 +15,44 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.money import Asset
 
-# anvil's well-known dev mnemonic: every key derived from it is public knowledge.
+# anvil's (and hardhat's) well-known dev mnemonic: every key derived from it is public knowledge.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
-# Account 0 of DEV_MNEMONIC: the default relayer key of local development, never elsewhere.
-DEV_RELAYER_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcbc7c5f60f6b2ff80"
+# How many of its accounts (m/44'/60'/0'/0/0 up) are refused outside local and test: anvil makes
+# 10, hardhat 20; `settle up` uses the first few.
+DEV_ACCOUNTS_REFUSED_COUNT = 20
+# Account 0 of DEV_MNEMONIC (tests check it against the derivation): the default relayer key of
+# local development, never elsewhere.
+DEV_RELAYER_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEV_ADMIN_API_KEY = "sk_test_local_platform_admin"
 
 ENVIRONMENTS_LOCAL = ("local", "test")
 
 
+def dev_private_key(index: int) -> str:
+    """Account `index` of DEV_MNEMONIC, as 0x-prefixed lower-case hex."""
+    from eth_account import Account  # slow to import: only where a key is derived
+
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return "0x" + bytes(account.key).hex()
+
+
+@lru_cache(maxsize=1)
+def dev_private_keys() -> frozenset[str]:
+    """Every refused dev key, normalized as `_normalized_private_key` writes them."""
+    return frozenset(_normalized_private_key(dev_private_key(index)) for index in range(DEV_ACCOUNTS_REFUSED_COUNT))
+
+
+def _normalized_private_key(value: str) -> str:
+    """One spelling per key: no 0x, lower case, 64 hex digits (eth-account accepts all of these)."""
+    text = value.strip().lower()
+    text = text[2:] if text.startswith("0x") else text
+    return text.rjust(64, "0")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SETTLE_", extra="ignore")
+    # hide_input_in_errors: a refused setting's error must not print the secrets beside it.
+    model_config = SettingsConfigDict(env_prefix="SETTLE_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["local", "test", "staging", "production"] = "local"
     database_url: str = "postgresql://settle@127.0.0.1:5432/settle"
@@ -61,6 +88,8 @@ class Settings(BaseSettings):
 
         if not is_hex_address(value):
             raise ValueError("treasury_address must be a 0x-prefixed 20-byte hex address")
+        if int(value, 16) == 0:
+            raise ValueError("treasury_address must not be the zero address: sweeps would burn every deposit")
         return to_checksum_address(value)
 
     @field_validator("database_url")
@@ -74,16 +103,15 @@ class Settings(BaseSettings):
     def _refuse_default_secrets_outside_local(self) -> "Settings":
         if self.env in ENVIRONMENTS_LOCAL:
             return self
-        defaults = {
-            "relayer_private_key": DEV_RELAYER_PRIVATE_KEY,
-            "admin_api_key": DEV_ADMIN_API_KEY,
-        }
-        for field_name, default in defaults.items():
-            if getattr(self, field_name).get_secret_value() == default:
-                raise ValueError(
-                    f"SETTLE_{field_name.upper()} is the public development default; "
-                    f"set a real secret for env={self.env}"
-                )
+        if _normalized_private_key(self.relayer_private_key.get_secret_value()) in dev_private_keys():
+            raise ValueError(
+                "SETTLE_RELAYER_PRIVATE_KEY is an account of the public development mnemonic "
+                f"({DEV_MNEMONIC!r}), which anyone can spend from; set a real key for env={self.env}"
+            )
+        if self.admin_api_key.get_secret_value().strip() == DEV_ADMIN_API_KEY:
+            raise ValueError(
+                f"SETTLE_ADMIN_API_KEY is the public development default; set a real secret for env={self.env}"
+            )
         return self
 
     def assets(self) -> dict[str, Asset]:

@@ -28,7 +28,10 @@ DEV_SECRET_ENCRYPTION_KEY = base64.b64encode(bytes(32)).decode("ascii")
 
 
 class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SETTLE_WEBHOOK_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting's error must not print the keys beside it.
+    model_config = SettingsConfigDict(
+        env_prefix="SETTLE_WEBHOOK_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     env: Literal["local", "test", "staging", "production"] = Field(default="local", validation_alias="SETTLE_ENV")
     # None: allowed in local/test only. Set it to true only where receivers legitimately live on
@@ -92,10 +95,17 @@ class WebhookSettings(BaseSettings):
             self.allow_private_targets = local
         if self.require_https is None:
             self.require_https = not local
-        if not local and self.secret_encryption_key.get_secret_value() == DEV_SECRET_ENCRYPTION_KEY:
+        # Compared as bytes: base64 has more than one spelling of the same 32 zero bytes.
+        development_key = _decode_key(SecretStr(DEV_SECRET_ENCRYPTION_KEY))
+        if not local and _decode_key(self.secret_encryption_key) == development_key:
             raise ValueError(
                 "SETTLE_WEBHOOK_SECRET_ENCRYPTION_KEY is the public development default; "
                 f"set a real key (base64 of 32 random bytes) for env={self.env}"
+            )
+        if not local and development_key in [_decode_key(key) for key in self.secret_encryption_keys_previous]:
+            raise ValueError(
+                "SETTLE_WEBHOOK_SECRET_ENCRYPTION_KEYS_PREVIOUS holds the public development key: "
+                f"anything it sealed is readable by anyone; remove it for env={self.env}"
             )
         if self.request_timeout_s < self.connect_timeout_s:
             raise ValueError("request_timeout_s must be at least connect_timeout_s")
