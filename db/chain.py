@@ -227,36 +227,28 @@ async def orphan_payments(pool: asyncpg.Pool, *, chain_id: int, block_hashes: li
 
 async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -> bool:
     """A payment to an intent whose workflow has closed (after its late window): marked late and
-    evented (`payment_intent.payment_late`, its id derived from the payment, so a repeated pass
-    writes it once) in one transaction. The event carries the intent as of its latest event with
-    this payment added. Once confirmed, the watcher posts it as unattributed (refundable) and
-    asks for its sweep. True if new."""
+    unattributed and evented (`payment_intent.payment_late`, its id derived from the payment, so a
+    repeated pass writes it once) in one transaction. The event carries the intent's read model
+    through the API's serializer. Once confirmed, the watcher posts it as unattributed
+    (refundable) and asks for its sweep. True if new."""
+    from db.payment_intents import find_payment_intent, stored_intent_object
+
     event_id = f"evt_{payment.intent_id.removeprefix('pi_')}_late_{payment.tx_hash.removeprefix('0x')[:16]}_{payment.log_index}"
-    payment_object = {
-        "tx_hash": payment.tx_hash,
-        "log_index": payment.log_index,
-        "amount": str(payment.amount_base_units),
-        "block_number": payment.block_number,
-        "block_hash": payment.block_hash,
-        "late": True,
-        "orphaned": False,
-    }
     async with pool.acquire() as connection, connection.transaction():
         # Nobody listens for it any more: the watcher posts it as unattributed once it is confirmed.
         await connection.execute(
             "UPDATE intent_payments SET late = true, unattributed = true WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3",
             payment.chain_id, payment.tx_hash, payment.log_index,
         )
+        stored = await find_payment_intent(connection, intent_id=payment.intent_id)
+        if stored is None:
+            return False
         status = await connection.execute(
             """
-            INSERT INTO events (id, tenant_id, type, object_id, data)
-            SELECT $1, latest.tenant_id, 'payment_intent.payment_late', $2,
-                jsonb_set(latest.data, '{payments}', COALESCE(latest.data -> 'payments', '[]'::jsonb) || jsonb_build_array($3::jsonb))
-            FROM (SELECT tenant_id, data FROM events WHERE object_id = $2 AND type LIKE 'payment_intent.%'
-                  ORDER BY created_at DESC, id DESC LIMIT 1) AS latest
+            INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, 'payment_intent.payment_late', $3, $4::jsonb)
             ON CONFLICT (id) DO NOTHING
             """,
-            event_id, payment.intent_id, json.dumps(payment_object),
+            event_id, stored.tenant_id, payment.intent_id, json.dumps(stored_intent_object(stored)),
         )
     return status.endswith(" 1")
 

@@ -195,10 +195,17 @@ async def test_one_transaction_with_two_transfers_is_two_payments(private_chain,
     assert rows == 3
 
 
-async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(private_chain, db_pool, temporal_client, sink_worker, watcher_ledger):
+async def test_a_payment_to_a_closed_intent_is_recorded_late_evented_once_and_posted_refundable(
+    private_chain, db_pool, temporal_client, sink_worker, watcher_ledger
+):
     """After an intent's late window its workflow is closed: the watcher itself marks the payment
-    late and writes `payment_intent.payment_late` (the intent as of its latest event, plus the payment)."""
+    late, writes `payment_intent.payment_late` once (the intent's read model, through the API's
+    serializer), and once the payment is confirmed posts it as unattributed refundable money and
+    asks the sweeper to move it."""
     import json
+
+    from activities.ledger_postings import ledger_account_id
+    from domain.money import asset_key
 
     chain_id = private_chain["chain_id"]
     usdc = private_chain["contracts"]["TestUSDC"]
@@ -207,10 +214,13 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(pr
     handle = await temporal_client.start_workflow(SignalSinkWorkflow.run, id=intent_id, task_queue=sink_worker)
     await handle.terminate("its late window is over")
     address = await _register(db_pool, private_chain, intent_id, usdc.lower())
-    expired = {"id": intent_id, "object": "payment_intent", "status": "expired", "payments": []}
     await db_pool.execute(
-        "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, 'payment_intent.expired', $3, $4::jsonb)",
-        f"evt_{uuid.uuid4().hex[:12]}", tenant_id, intent_id, json.dumps(expired),
+        """
+        INSERT INTO payment_intents (id, tenant_id, status, chain_id, asset, token_address, deposit_address, amount, fee_bps,
+            confirmations_required, client_secret_hash, expires_at)
+        VALUES ($1, $2, 'expired', $3, 'usdc', $4, $5, 1000000, 100, 1, 'x', now())
+        """,
+        intent_id, tenant_id, chain_id, usdc.lower(), address.lower(),
     )
     watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
@@ -221,9 +231,24 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_and_evented_once(pr
     await chain_db.set_cursor(db_pool, chain_id=chain_id, next_block=receipt["blockNumber"])  # the same range again
     await env.run(watcher.watch_chain, watch)
 
-    assert await db_pool.fetchval("SELECT late FROM intent_payments WHERE intent_id = $1", intent_id) is True
+    row = await db_pool.fetchrow("SELECT late, unattributed, unattributed_posted FROM intent_payments WHERE intent_id = $1", intent_id)
+    assert (row["late"], row["unattributed"], row["unattributed_posted"]) == (True, True, True)
     rows = await db_pool.fetch("SELECT tenant_id, data FROM events WHERE object_id = $1 AND type = 'payment_intent.payment_late'", intent_id)
     assert len(rows) == 1 and rows[0]["tenant_id"] == tenant_id
     data = json.loads(rows[0]["data"])
-    assert data["status"] == "expired"
+    assert data["status"] == "expired" and data["id"] == intent_id
     assert [(p["amount"], p["late"]) for p in data["payments"]] == [("4321", True)]
+    # Posted once however many passes saw it: refundable, in the ledger, due for a sweep.
+    intent = await db_pool.fetchrow("SELECT amount_refundable, amount_unattributed FROM payment_intents WHERE id = $1", intent_id)
+    assert (int(intent["amount_refundable"]), int(intent["amount_unattributed"])) == (4_321, 4_321)
+    key = asset_key(chain_id=chain_id, code="usdc")
+    accounts = {
+        a.id: a for a in await watcher_ledger.lookup_accounts(
+            [ledger_account_id(ledger_id=tenant_id, asset_key=key, code=code) for code in ("customer_deposits", "unallocated")]
+        )
+    }
+    deposits = accounts[ledger_account_id(ledger_id=tenant_id, asset_key=key, code="customer_deposits")]
+    unallocated = accounts[ledger_account_id(ledger_id=tenant_id, asset_key=key, code="unallocated")]
+    assert (deposits.debits_posted, unallocated.credits_posted) == (4_321, 4_321)
+    sweep = await db_pool.fetchrow("SELECT held_base_units, unattributed_base_units FROM sweep_requests WHERE intent_id = $1", intent_id)
+    assert (int(sweep["held_base_units"]), int(sweep["unattributed_base_units"])) == (0, 4_321)
