@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from db.api_keys import ApiKeyConflict, ApiKeyNotFound
+from db.api_keys import ApiKeyConflict, ApiKeyForbidden, ApiKeyNotFound
 from db.audit import CursorNotFound
 from db.tenants import TenantNotFound
 from domain.tenants import TenantRuleError
@@ -184,6 +184,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, not_found(str(exc), param="id"))
     if isinstance(exc, ApiKeyConflict):
         return error_response(request, ApiError(409, type=ErrorType.INVALID_REQUEST, code=exc.code, message=exc.message))
+    if isinstance(exc, ApiKeyForbidden):
+        return error_response(request, ApiError(403, type=ErrorType.PERMISSION, code=exc.code, message=exc.message))
     raise exc
 
 
@@ -203,5 +205,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_exception)
-    for error_class in (TenantRuleError, CursorNotFound, ApiKeyNotFound, TenantNotFound, ApiKeyConflict):
+    for error_class in (TenantRuleError, CursorNotFound, ApiKeyNotFound, TenantNotFound, ApiKeyConflict, ApiKeyForbidden):
         app.add_exception_handler(error_class, domain_error)

@@ -122,20 +122,45 @@ class TenantCreate(Input):
     approvers: UniqueApprovers = Field(default_factory=list)
 
 
+PLATFORM_SETTING_NOTE = (
+    "Set by the platform admin only (`PATCH /v1/tenants/{tenant_id}`, `settle tenants update`): "
+    "a tenant's own key sending it gets a 403 `platform_setting`."
+)
+
+
 class TenantUpdate(Input):
     """Fields given are replaced (lists as a whole); fields left out stay as they are.
-    `confirmation_policy: null` removes the override."""
+    `fee_bps` and `confirmation_policy` are the platform's: a tenant's key may not send them."""
 
     name: TenantName | None = None
-    fee_bps: FeeBps | None = None
+    fee_bps: FeeBps | None = Field(default=None, description=PLATFORM_SETTING_NOTE)
     payout_addresses: UniquePayoutAddresses | None = None
-    confirmation_policy: ConfirmationPolicy | None = None
+    confirmation_policy: ConfirmationPolicy | None = Field(default=None, description=PLATFORM_SETTING_NOTE)
     approvers: UniqueApprovers | None = None
 
     @field_validator("name", "fee_bps", "payout_addresses", "approvers", mode="before")
     @classmethod
     def _only_policy_may_be_null(cls, value: Any) -> Any:
         # Called only for fields the client sent: leaving a field out is fine, null is not.
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep it")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        dumped = self.model_dump(mode="json")
+        return {name: dumped[name] for name in self.model_fields_set}
+
+
+class TenantPlatformUpdate(Input):
+    """The platform's settings of a tenant, changed by the platform admin (audited). Fields given
+    are replaced; fields left out stay as they are. `confirmation_policy: null` removes the override."""
+
+    fee_bps: FeeBps | None = None
+    confirmation_policy: ConfirmationPolicy | None = None
+
+    @field_validator("fee_bps", mode="before")
+    @classmethod
+    def _fee_is_not_null(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("cannot be null; leave the field out to keep it")
         return value

@@ -27,6 +27,7 @@ from domain.tenants import (
     format_api_key,
     hash_api_key,
     redact_api_key,
+    scopes_missing_to_manage,
 )
 
 
@@ -40,6 +41,15 @@ class ApiKeyConflict(Exception):
     """The key's state forbids the change (already rotated, revoked or expired; the last admin key)."""
 
     def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class ApiKeyForbidden(PermissionError):
+    """The calling key may not change this key: it lacks scopes the key holds."""
+
+    def __init__(self, message: str, *, code: str = "insufficient_scope") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -224,14 +234,25 @@ async def _lock_key(connection: asyncpg.Connection, *, tenant_id: str, key_id: s
     return _api_key(row), row["database_now"]
 
 
+def _require_may_manage(key: ApiKey, *, held_by_caller: frozenset[Scope], verb: str) -> None:
+    missing = scopes_missing_to_manage(key_scopes=key.scopes, held_by_caller=held_by_caller)
+    if missing:
+        raise ApiKeyForbidden(
+            f"This API key cannot {verb} API key {key.id}: that key holds scopes this one lacks "
+            f"({', '.join(sorted(missing))}). Only a key holding every scope of another key may {verb} it."
+        )
+
+
 async def rotate_api_key(
-    pool: asyncpg.Pool, *, tenant_id: str, key_id: str, overlap_s: int, actor: Actor
+    pool: asyncpg.Pool, *, tenant_id: str, key_id: str, overlap_s: int, actor: Actor, held_by_caller: frozenset[Scope]
 ) -> tuple[CreatedApiKey, ApiKey]:
     """A new key with the same type, name and scopes; the old one keeps working for `overlap_s`
-    (0: it stops now). Returns the new key with its secret and the old key as it now stands."""
+    (0: it stops now). Returns the new key with its secret and the old key as it now stands.
+    `held_by_caller`: the calling key's scopes, which must include every scope of the key."""
     assert 0 <= overlap_s <= KEY_ROTATION_OVERLAP_S_MAX
     async with pool.acquire() as connection, connection.transaction():
         old, now = await _lock_key(connection, tenant_id=tenant_id, key_id=key_id)
+        _require_may_manage(old, held_by_caller=held_by_caller, verb="rotate")
         status = old.status(now=now)
         if old.rotated_to is not None:
             raise ApiKeyConflict(
@@ -267,14 +288,18 @@ async def rotate_api_key(
         return created, _api_key(row)
 
 
-async def revoke_api_key(pool: asyncpg.Pool, *, tenant_id: str, key_id: str, actor: Actor) -> ApiKey:
+async def revoke_api_key(
+    pool: asyncpg.Pool, *, tenant_id: str, key_id: str, actor: Actor, held_by_caller: frozenset[Scope]
+) -> ApiKey:
     """Stop a key now. Revoking a revoked key changes nothing. The tenant's last usable key that
-    can manage keys cannot be revoked: nobody could create another one."""
+    can manage keys cannot be revoked: nobody could create another one. `held_by_caller`: the
+    calling key's scopes, which must include every scope of the key."""
     async with pool.acquire() as connection, connection.transaction():
         # One tenant's revocations run one at a time, so two of them cannot each leave the other
         # as "the last admin key" and both succeed.
         await connection.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
         key, now = await _lock_key(connection, tenant_id=tenant_id, key_id=key_id)
+        _require_may_manage(key, held_by_caller=held_by_caller, verb="revoke")
         if key.revoked_at is not None:
             return key
         if Scope.API_KEYS_WRITE in key.scopes and key.status(now=now) is not ApiKeyStatus.EXPIRED:

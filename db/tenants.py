@@ -18,7 +18,10 @@ from db.audit import Actor, Clause, Connection, fetch_page, new_object_id, recor
 from domain.pagination import Page, PageRequest
 from domain.tenants import (
     ID_PREFIX_TENANT,
+    PLATFORM_SETTINGS,
     SECRET_SCOPES,
+    TENANT_SETTINGS,
+    ActorType,
     ApiKeyType,
     AuditAction,
     KeyMode,
@@ -26,8 +29,11 @@ from domain.tenants import (
     TenantStatus,
 )
 
-# The settings a tenant may change itself (PATCH /v1/tenant). Kind, ledger and mode are fixed.
-SETTINGS_FIELDS = ("name", "fee_bps", "payout_addresses", "confirmation_policy", "approvers")
+# A tenant's settings: its own (PATCH /v1/tenant) and the platform's (only a platform admin
+# changes those). Kind, ledger and mode are fixed.
+SETTINGS_FIELDS = TENANT_SETTINGS + PLATFORM_SETTINGS
+# Who may change the platform's settings: the admin key and the operator's CLI, never a tenant key.
+_PLATFORM_ACTORS = (ActorType.PLATFORM_ADMIN, ActorType.CLI)
 _JSON_FIELDS = ("payout_addresses", "confirmation_policy", "approvers")
 FIRST_KEY_NAME = "Default secret key"
 
@@ -157,9 +163,13 @@ async def update_tenant_settings(
     pool: asyncpg.Pool, *, tenant_id: str, changes: dict[str, Any], actor: Actor
 ) -> Tenant:
     """Apply the given settings (a field absent from `changes` stays as it is) and audit what
-    actually changed, before and after. A change to nothing writes nothing."""
+    actually changed, before and after. A change to nothing writes nothing. The platform's
+    settings (fee, confirmations) come only from a platform actor: callers refuse the rest."""
     unknown = set(changes) - set(SETTINGS_FIELDS)
     assert not unknown, f"not tenant settings: {unknown}"
+    assert actor.type in _PLATFORM_ACTORS or not set(changes) & set(PLATFORM_SETTINGS), (
+        f"{actor.type} may not change platform settings"
+    )
     async with pool.acquire() as connection, connection.transaction():
         row = await connection.fetchrow("SELECT * FROM tenants WHERE id = $1 FOR UPDATE", tenant_id)
         if row is None:

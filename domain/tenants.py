@@ -238,6 +238,14 @@ def scopes_for_new_key(
     return scopes
 
 
+def scopes_missing_to_manage(*, key_scopes: frozenset[Scope], held_by_caller: frozenset[Scope]) -> frozenset[Scope]:
+    """What the caller lacks to rotate or revoke a key: every scope that key holds. A rotation
+    hands out a new secret with the key's scopes, and a revocation can lock its holder out, so a
+    narrower key doing either would act beyond its own scopes. Checkout's scope gives no power over
+    the tenant: any key that may write keys creates publishable keys, and so may manage them."""
+    return frozenset(key_scopes) - PUBLISHABLE_SCOPES - frozenset(held_by_caller)
+
+
 # ---------------------------------------------------------------------------- client secrets
 CLIENT_SECRET_RANDOM_LENGTH = 24
 _CLIENT_SECRET_PATTERN = re.compile(r"^(?P<object_id>[a-z]{2,8}_[A-Za-z0-9]{8,64})_secret_(?P<random>[A-Za-z0-9]{24})$")
@@ -257,6 +265,12 @@ def parse_client_secret(value: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------- settings
+# What a tenant sets for itself (PATCH /v1/tenant with its own key).
+TENANT_SETTINGS = ("name", "payout_addresses", "approvers")
+# What the platform charges or enforces by: its fee and the confirmations a payment needs before
+# it counts. Only a platform admin changes them (PATCH /v1/tenants/{id}, `settle tenants update`),
+# audited; a tenant's own key is refused, or a merchant could waive its fee or settle on one block.
+PLATFORM_SETTINGS = ("fee_bps", "confirmation_policy")
 FEE_BPS_MAX = 10_000
 TENANT_NAME_LENGTH_MAX = 200
 PAYOUT_ADDRESSES_COUNT_MAX = 20
@@ -290,9 +304,14 @@ def check_text(value: str, *, param: str, length_max: int, allow_empty: bool = F
     return value
 
 
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
 def validate_evm_address(address: str, *, param: str = "address") -> str:
-    """An EIP-55 checksummed address. Lower- or upper-case hex is refused: the checksum is what
-    catches a mistyped payout address before money goes to it."""
+    """An EIP-55 checksummed address other than the zero address. Lower- or upper-case hex is
+    refused: the checksum is what catches a mistyped payout address before money goes to it. The
+    zero address passes every checksum, but what is sent there is burnt, and `ecrecover` answers
+    it for a bad signature, so it is never a payout address nor an approver."""
     # Imported here: eth_utils takes a fifth of a second to import, and the CLI imports this module.
     from eth_utils import is_hex_address, to_checksum_address
 
@@ -304,6 +323,8 @@ def validate_evm_address(address: str, *, param: str = "address") -> str:
             f"{param} fails its EIP-55 checksum; copy the address exactly (checksummed form: {checksummed})",
             param=param,
         )
+    if address == ZERO_ADDRESS:
+        raise TenantRuleError(f"{param} must not be the zero address: nothing sent there can ever be spent", param=param)
     return address
 
 

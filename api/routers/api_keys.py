@@ -1,5 +1,8 @@
 """A tenant's API keys: create restricted and publishable keys, list them (never their
-secrets), rotate with an overlap window, revoke. Every change is audited."""
+secrets), rotate with an overlap window, revoke. Every change is audited. A key never acts
+beyond its own scopes: it creates keys with no more than it holds, and rotates or revokes only
+keys whose every scope it holds (a rotation hands out those scopes, a revocation can lock their
+holder out)."""
 
 from __future__ import annotations
 
@@ -28,6 +31,15 @@ router = settle_router(prefix="/v1/api_keys", tags=["api keys"])
 
 KeysRead = Annotated[Principal, tenant_key(Scope.API_KEYS_READ)]
 KeysWrite = Annotated[Principal, tenant_key(Scope.API_KEYS_WRITE)]
+# Rotating or revoking: the 403 says why, beyond the missing route scope.
+MANAGE_FORBIDDEN = {
+    403: {
+        "description": (
+            "The key lacks `api_keys:write`, or the key to change holds a scope the calling key lacks "
+            "(`permission_error`, code `insufficient_scope`): a key rotates or revokes only keys whose every scope it holds."
+        )
+    }
+}
 KeyId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENGTH_MAX, description="An API key id, `key_...`.")]
 
 
@@ -67,7 +79,12 @@ async def retrieve_key(request: Request, principal: KeysRead, key_id: KeyId) -> 
     return ApiKeyRead.of(await get_api_key(request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id))
 
 
-@router.post("/{key_id}/rotate", response_model=ApiKeyRotation, summary="Rotate a key: a new secret, the old one valid until the overlap ends")
+@router.post(
+    "/{key_id}/rotate",
+    response_model=ApiKeyRotation,
+    responses=MANAGE_FORBIDDEN,
+    summary="Rotate a key: a new secret, the old one valid until the overlap ends",
+)
 async def rotate_key(
     request: Request,
     principal: KeysWrite,
@@ -79,7 +96,12 @@ async def rotate_key(
     api_settings: ApiSettings = request.app.state.api_settings
     overlap_s = body.expires_in_s if body is not None and body.expires_in_s is not None else api_settings.key_rotation_overlap_s
     created, previous = await rotate_api_key(
-        request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id, overlap_s=overlap_s, actor=principal.actor(request)
+        request.app.state.pool,
+        tenant_id=principal.tenant_id,
+        key_id=key_id,
+        overlap_s=overlap_s,
+        actor=principal.actor(request),
+        held_by_caller=principal.scopes,
     )
     return ApiKeyRotation(api_key=ApiKeyCreated.of_created(created), previous_api_key=ApiKeyRead.of(previous))
 
@@ -87,11 +109,18 @@ async def rotate_key(
 @router.post(
     "/{key_id}/revoke",
     response_model=ApiKeyRead,
+    responses=MANAGE_FORBIDDEN,
     summary="Revoke a key now",
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def revoke_key(request: Request, principal: KeysWrite, idempotency: Idempotency, key_id: KeyId) -> ApiKeyRead:
     assert principal.tenant_id is not None
     return ApiKeyRead.of(
-        await revoke_api_key(request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id, actor=principal.actor(request))
+        await revoke_api_key(
+            request.app.state.pool,
+            tenant_id=principal.tenant_id,
+            key_id=key_id,
+            actor=principal.actor(request),
+            held_by_caller=principal.scopes,
+        )
     )

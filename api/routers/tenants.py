@@ -1,5 +1,6 @@
-"""Tenants. The platform admin creates and reads them (`/v1/tenants`); a tenant reads and
-changes its own settings (`/v1/tenant`)."""
+"""Tenants. The platform admin creates and reads them and changes the platform's settings of
+each (`/v1/tenants`: the fee, the confirmation policy); a tenant reads all its settings and
+changes its own (`/v1/tenant`: name, payout addresses, approvers). Every change is audited."""
 
 from __future__ import annotations
 
@@ -9,12 +10,29 @@ from fastapi import Path, Query, Request
 
 from api.auth import PLATFORM_ADMIN, Principal, tenant_key
 from api.config import TIER_WRITE
+from api.errors import ApiError, ErrorType
 from api.idempotency import Idempotency
 from api.pagination import PageParams
 from api.routing import settle_router
-from api.schemas import ApiKeyCreated, TenantCreate, TenantCreated, TenantList, TenantRead, TenantUpdate
+from api.schemas import (
+    ApiKeyCreated,
+    TenantCreate,
+    TenantCreated,
+    TenantList,
+    TenantPlatformUpdate,
+    TenantRead,
+    TenantUpdate,
+)
 from db.tenants import create_tenant_with_first_key, get_tenant, list_tenants, update_tenant_settings
-from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope, TenantKind, TenantStatus, key_mode_for_env
+from domain.tenants import (
+    OBJECT_ID_LENGTH_MAX,
+    OBJECT_ID_PATTERN,
+    PLATFORM_SETTINGS,
+    Scope,
+    TenantKind,
+    TenantStatus,
+    key_mode_for_env,
+)
 
 platform_router = settle_router(prefix="/v1/tenants", tags=["tenants (platform admin)"])
 tenant_router = settle_router(prefix="/v1/tenant", tags=["tenant"])
@@ -56,6 +74,21 @@ async def retrieve_tenant(request: Request, principal: PlatformAdmin, tenant_id:
     return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=tenant_id))
 
 
+@platform_router.patch(
+    "/{tenant_id}",
+    response_model=TenantRead,
+    summary="Change a tenant's platform settings: fee and confirmation policy (audited)",
+    openapi_extra={"x-rate-limit-tier": TIER_WRITE},
+)
+async def update_tenant_platform_settings(
+    request: Request, principal: PlatformAdmin, tenant_id: TenantId, body: TenantPlatformUpdate
+) -> TenantRead:
+    tenant = await update_tenant_settings(
+        request.app.state.pool, tenant_id=tenant_id, changes=body.changes(), actor=principal.actor(request)
+    )
+    return TenantRead.of(tenant)
+
+
 @tenant_router.get("", response_model=TenantRead, summary="Retrieve the calling tenant's settings")
 async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_READ)]) -> TenantRead:
     assert principal.tenant_id is not None
@@ -65,14 +98,36 @@ async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, 
 @tenant_router.patch(
     "",
     response_model=TenantRead,
-    summary="Change the calling tenant's settings (audited)",
+    summary="Change the calling tenant's own settings: name, payout addresses, approvers (audited)",
+    responses={
+        403: {
+            "description": (
+                "The key lacks `tenant:write` (code `insufficient_scope`), or the body sets one of the platform's "
+                "settings, `fee_bps` or `confirmation_policy` (code `platform_setting`, `param` names it): only "
+                "the platform admin changes those (`PATCH /v1/tenants/{tenant_id}`). Nothing is changed."
+            )
+        }
+    },
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def update_own_tenant(
     request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_WRITE)], body: TenantUpdate
 ) -> TenantRead:
     assert principal.tenant_id is not None
+    changes = body.changes()
+    refused = [name for name in PLATFORM_SETTINGS if name in changes]
+    if refused:
+        raise ApiError(
+            403,
+            type=ErrorType.PERMISSION,
+            code="platform_setting",
+            message=(
+                f"{refused[0]} is set by the platform, not by the tenant: only the platform admin changes it. "
+                "Leave it out to change your other settings."
+            ),
+            param=refused[0],
+        )
     tenant = await update_tenant_settings(
-        request.app.state.pool, tenant_id=principal.tenant_id, changes=body.changes(), actor=principal.actor(request)
+        request.app.state.pool, tenant_id=principal.tenant_id, changes=changes, actor=principal.actor(request)
     )
     return TenantRead.of(tenant)

@@ -70,10 +70,6 @@ class RouteCase:
         return f"{self.method} {self.path}"
 
 
-async def _fresh_key(world: World, *, scopes: list[str] | None = None) -> dict[str, Any]:
-    return await create_key(world.client, world.owner, scopes=scopes or ["payment_intents:read"], name="walk")
-
-
 def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
     return response.json()
@@ -92,12 +88,17 @@ async def _get_tenant_call(world: World) -> Call:
     return Call("GET", f"/v1/tenants/{world.owner.id}")
 
 
+async def _patch_tenant_call(world: World) -> Call:
+    return Call("PATCH", f"/v1/tenants/{world.owner.id}", json={"fee_bps": 125})
+
+
 async def _get_own_tenant_call(world: World) -> Call:
     return Call("GET", "/v1/tenant")
 
 
 async def _patch_own_tenant_call(world: World) -> Call:
-    return Call("PATCH", "/v1/tenant", json={"fee_bps": 125})
+    # The tenant's own settings only: its fee is the platform's (PATCH /v1/tenants/{id}).
+    return Call("PATCH", "/v1/tenant", json={"name": "Walked tenant"})
 
 
 async def _create_key_call(world: World) -> Call:
@@ -113,13 +114,19 @@ async def _get_key_call(world: World) -> Call:
     return Call("GET", f"/v1/api_keys/{world.owner.key_id}")
 
 
+async def _publishable_key(world: World) -> dict[str, Any]:
+    # Publishable: a key holding only `api_keys:write` may rotate or revoke it (it holds no scope
+    # beyond checkout's); a key with scopes the caller lacks is refused (test_api_keys.py).
+    return await create_key(world.client, world.owner, scopes=[], key_type="publishable", name="walk")
+
+
 async def _rotate_key_call(world: World) -> Call:
-    key = await _fresh_key(world)
+    key = await _publishable_key(world)
     return Call("POST", f"/v1/api_keys/{key['id']}/rotate", json={"expires_in_s": 60})
 
 
 async def _revoke_key_call(world: World) -> Call:
-    key = await _fresh_key(world)
+    key = await _publishable_key(world)
     return Call("POST", f"/v1/api_keys/{key['id']}/revoke")
 
 
@@ -136,8 +143,12 @@ async def _create_tenant_invalid(world: World) -> Call:
     return Call("POST", "/v1/tenants", json={"kind": "bank", "name": "x"})
 
 
+async def _patch_tenant_invalid(world: World) -> Call:
+    return Call("PATCH", f"/v1/tenants/{world.owner.id}", json={"fee_bps": 10_001})
+
+
 async def _patch_invalid(world: World) -> Call:
-    return Call("PATCH", "/v1/tenant", json={"fee_bps": 10_001})
+    return Call("PATCH", "/v1/tenant", json={"payout_addresses": [{"chain_id": 1, "address": "0x" + "0" * 40}]})
 
 
 async def _create_key_invalid(world: World) -> Call:
@@ -179,6 +190,14 @@ async def _isolation_get_tenant(world: World) -> None:
     await _platform_only(world, await _get_tenant_call(world))
 
 
+async def _isolation_patch_tenant_platform(world: World) -> None:
+    before = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
+    await _platform_only(world, Call("PATCH", f"/v1/tenants/{world.owner.id}", json={"fee_bps": 777}))
+    await _platform_only(world, Call("PATCH", f"/v1/tenants/{world.intruder.id}", json={"fee_bps": 0}))
+    after = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
+    assert after["fee_bps"] == before["fee_bps"] != 777
+
+
 async def _isolation_own_tenant(world: World) -> None:
     body = _expect(await world.client.get("/v1/tenant", headers=world.intruder.headers), 200)
     assert body["id"] == world.intruder.id
@@ -186,10 +205,10 @@ async def _isolation_own_tenant(world: World) -> None:
 
 async def _isolation_patch_tenant(world: World) -> None:
     before = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
-    body = _expect(await world.client.patch("/v1/tenant", json={"fee_bps": 777}, headers=world.intruder.headers), 200)
+    body = _expect(await world.client.patch("/v1/tenant", json={"name": "Intruder's rename"}, headers=world.intruder.headers), 200)
     assert body["id"] == world.intruder.id
     after = _expect(await world.client.get("/v1/tenant", headers=world.owner.headers), 200)
-    assert after["fee_bps"] == before["fee_bps"] != 777
+    assert after["name"] == before["name"] != "Intruder's rename"
 
 
 async def _isolation_create_key(world: World) -> None:
@@ -442,6 +461,7 @@ ROUTES: list[RouteCase] = [
     RouteCase("POST", "/v1/tenants", "platform", None, _create_tenant_call, 201, _create_tenant_invalid, _isolation_create_tenant),
     RouteCase("GET", "/v1/tenants", "platform", None, _list_tenants_call, 200, lambda world: _bad_page("/v1/tenants"), _isolation_list_tenants, list_route=True),
     RouteCase("GET", "/v1/tenants/{tenant_id}", "platform", None, _get_tenant_call, 200, _get_tenant_invalid, _isolation_get_tenant),
+    RouteCase("PATCH", "/v1/tenants/{tenant_id}", "platform", None, _patch_tenant_call, 200, _patch_tenant_invalid, _isolation_patch_tenant_platform),
     RouteCase("GET", "/v1/tenant", "tenant", "tenant:read", _get_own_tenant_call, 200, None, _isolation_own_tenant),
     RouteCase("PATCH", "/v1/tenant", "tenant", "tenant:write", _patch_own_tenant_call, 200, _patch_invalid, _isolation_patch_tenant),
     RouteCase("POST", "/v1/api_keys", "tenant", "api_keys:write", _create_key_call, 201, _create_key_invalid, _isolation_create_key),

@@ -1,13 +1,19 @@
-"""API keys: prefixes, shown once, stored as a hash, scopes never escalated, rotation with an
-overlap window, revocation, last-used time, publishable keys."""
+"""API keys: prefixes, shown once, stored as a hash, scopes never escalated (not by creating,
+rotating or revoking a key), rotation with an overlap window, revocation, last-used time,
+publishable keys."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 
+from api.app import create_app
+from api.routing import iter_api_routes
+from domain.tenants import SECRET_SCOPES
 from tests.api.conftest import create_key
 from tests.api.helpers import assert_error
+
+ALL_SECRET_SCOPES = sorted(str(scope) for scope in SECRET_SCOPES)
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -118,7 +124,8 @@ async def test_the_last_admin_key_cannot_be_revoked(client, tenant):
 
 
 async def test_concurrent_revocations_leave_an_admin_key(client, tenant):
-    second = await create_key(client, tenant, scopes=["api_keys:write", "api_keys:read"], name="second admin")
+    # Every scope of the secret key, so each of the two may revoke the other.
+    second = await create_key(client, tenant, scopes=ALL_SECRET_SCOPES, name="second admin")
     results = await asyncio.gather(
         client.post(f"/v1/api_keys/{tenant.key_id}/revoke", headers=bearer(second["secret"])),
         client.post(f"/v1/api_keys/{second['id']}/revoke", headers=tenant.headers),
@@ -139,3 +146,81 @@ async def test_unknown_key_id_is_404(client, tenant):
     assert error["param"] == "id"
     assert_error(await client.post("/v1/api_keys/key_DoesNotExist00000000/rotate", headers=tenant.headers), 404)
     assert_error(await client.post("/v1/api_keys/key_DoesNotExist00000000/revoke", headers=tenant.headers), 404)
+
+
+# ---------------------------------------------------------------------------- managing wider keys
+async def _key_state(db_pool, tenant) -> tuple[list, list]:
+    keys = await db_pool.fetch(
+        "SELECT id, scopes, revoked_at, expires_at, rotated_to FROM api_keys WHERE tenant_id = $1 ORDER BY id", tenant.id
+    )
+    audit = await db_pool.fetch("SELECT id FROM audit_events WHERE tenant_id = $1 ORDER BY id", tenant.id)
+    return [dict(row) for row in keys], [row["id"] for row in audit]
+
+
+async def test_a_narrow_key_cannot_rotate_the_secret_key(client, tenant, db_pool):
+    # The attack: a key that may only write keys rotates the owner's secret key with no overlap,
+    # and would hold a new secret with every scope while the owner's key stops working.
+    limited = await create_key(client, tenant, scopes=["api_keys:write"], name="key manager")
+    before = await _key_state(db_pool, tenant)
+    response = await client.post(f"/v1/api_keys/{tenant.key_id}/rotate", json={"expires_in_s": 0}, headers=bearer(limited["secret"]))
+    error = assert_error(response, 403, code="insufficient_scope", type="permission_error")
+    assert "sk_" not in response.text and "payouts:approve" in error["message"]
+    assert await _key_state(db_pool, tenant) == before  # no new key, no expiry, no audit row
+    assert (await client.get("/v1/tenant", headers=tenant.headers)).status_code == 200
+
+
+async def test_a_narrow_key_cannot_revoke_a_wider_key(client, tenant, db_pool):
+    limited = await create_key(client, tenant, scopes=["api_keys:write"], name="key manager")
+    before = await _key_state(db_pool, tenant)
+    error = assert_error(
+        await client.post(f"/v1/api_keys/{tenant.key_id}/revoke", headers=bearer(limited["secret"])), 403, code="insufficient_scope"
+    )
+    assert tenant.key_id in error["message"]
+    assert await _key_state(db_pool, tenant) == before
+    assert (await client.get("/v1/tenant", headers=tenant.headers)).status_code == 200
+
+
+async def test_one_scope_short_is_enough_to_refuse(client, tenant, db_pool):
+    manager = await create_key(client, tenant, scopes=["api_keys:write", "tenant:read"], name="manager")
+    target = await create_key(client, tenant, scopes=["tenant:read", "payment_intents:read"], name="target")
+    before = await _key_state(db_pool, tenant)
+    for action in ("rotate", "revoke"):
+        response = await client.post(f"/v1/api_keys/{target['id']}/{action}", headers=bearer(manager["secret"]))
+        error = assert_error(response, 403, code="insufficient_scope")
+        assert "payment_intents:read" in error["message"] and "tenant:read" not in error["message"].split("(")[1]
+    assert await _key_state(db_pool, tenant) == before
+
+
+async def test_a_key_manages_keys_within_its_scopes(client, tenant):
+    manager = await create_key(client, tenant, scopes=["api_keys:write", "tenant:read"], name="manager")
+    peer = await create_key(client, tenant, scopes=["tenant:read"], name="narrower")
+    publishable = await create_key(client, tenant, scopes=[], key_type="publishable", name="checkout")
+    rotation = await client.post(f"/v1/api_keys/{peer['id']}/rotate", json={"expires_in_s": 0}, headers=bearer(manager["secret"]))
+    assert rotation.status_code == 200, rotation.text
+    assert rotation.json()["api_key"]["scopes"] == ["tenant:read"]
+    revoked = await client.post(f"/v1/api_keys/{publishable['id']}/revoke", headers=bearer(manager["secret"]))
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    # Itself, too: it holds its own scopes.
+    itself = await client.post(f"/v1/api_keys/{manager['id']}/rotate", json={"expires_in_s": 60}, headers=bearer(manager["secret"]))
+    assert itself.status_code == 200 and itself.json()["api_key"]["type"] == "restricted"
+
+
+async def test_a_key_with_every_scope_may_rotate_the_secret_key(client, tenant):
+    equal = await create_key(client, tenant, scopes=ALL_SECRET_SCOPES, name="full restricted")
+    rotation = await client.post(f"/v1/api_keys/{tenant.key_id}/rotate", json={"expires_in_s": 60}, headers=bearer(equal["secret"]))
+    assert rotation.status_code == 200, rotation.text
+    assert rotation.json()["api_key"]["type"] == "secret"
+
+
+def test_every_route_that_changes_a_key_is_checked_here():
+    """Rotate and revoke are the routes that change an existing key; a new one (an update of
+    name or scopes) must refuse a caller lacking the key's scopes, with a test above."""
+    app = create_app()
+    changing = {
+        f"{method} {route.path}"
+        for route in iter_api_routes(app)
+        if route.path.startswith("/v1/api_keys/{key_id}")
+        for method in route.methods
+        if method not in ("GET", "HEAD")
+    }
+    assert changing == {"POST /v1/api_keys/{key_id}/rotate", "POST /v1/api_keys/{key_id}/revoke"}

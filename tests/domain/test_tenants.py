@@ -33,11 +33,15 @@ from domain.tenants import (
     redact_api_key,
     require_unique,
     scopes_for_new_key,
+    scopes_missing_to_manage,
     secret_matches,
     hash_secret,
     validate_confirmation_tiers,
     validate_evm_address,
     validate_fee_bps,
+    PLATFORM_SETTINGS,
+    TENANT_SETTINGS,
+    ZERO_ADDRESS,
 )
 
 LOOKUP = "A" * KEY_LOOKUP_LENGTH
@@ -120,6 +124,24 @@ def test_scopes_of_new_keys():
         scopes_for_new_key(key_type=ApiKeyType.SECRET, requested=[Scope.TENANT_READ], held_by_creator=SECRET_SCOPES)
 
 
+def test_managing_a_key_needs_every_scope_it_holds():
+    write_keys = frozenset({Scope.API_KEYS_WRITE})
+    # A narrow key cannot rotate or revoke a wider one: the secret key, or one with a scope it lacks.
+    assert scopes_missing_to_manage(key_scopes=SECRET_SCOPES, held_by_caller=write_keys) == SECRET_SCOPES - write_keys
+    assert scopes_missing_to_manage(
+        key_scopes=frozenset({Scope.TENANT_READ, Scope.API_KEYS_WRITE}), held_by_caller=write_keys
+    ) == {Scope.TENANT_READ}
+    # Its peers and narrower keys, yes; and a publishable key, which any key writing keys may create.
+    assert not scopes_missing_to_manage(key_scopes=write_keys, held_by_caller=write_keys)
+    assert not scopes_missing_to_manage(key_scopes=SECRET_SCOPES, held_by_caller=SECRET_SCOPES)
+    assert not scopes_missing_to_manage(key_scopes=PUBLISHABLE_SCOPES, held_by_caller=write_keys)
+
+
+def test_platform_settings_are_apart_from_the_tenant_s():
+    assert set(PLATFORM_SETTINGS) == {"fee_bps", "confirmation_policy"}
+    assert not set(PLATFORM_SETTINGS) & set(TENANT_SETTINGS)
+
+
 def test_the_issue_s_scopes_exist():
     for name in ("payment_intents:write", "payment_intents:read", "payouts:write", "payouts:approve", "programs:admin", "webhooks:write"):
         assert Scope(name)
@@ -157,6 +179,15 @@ def test_evm_addresses_must_be_checksummed():
     for bad in ("0x1234", "70997970C51812dc3A010C7d01b50e0d17dc79C8", "0x" + "g" * 40, ""):
         with pytest.raises(TenantRuleError):
             validate_evm_address(bad)
+
+
+def test_the_zero_address_is_refused():
+    # It passes every checksum (no letters), but money sent there is gone.
+    assert ZERO_ADDRESS == "0x" + "0" * 40
+    with pytest.raises(TenantRuleError, match="zero address") as error:
+        validate_evm_address(ZERO_ADDRESS, param="payout_addresses[0].address")
+    assert error.value.param == "payout_addresses[0].address" and error.value.code == "parameter_invalid"
+    assert validate_evm_address("0x" + "0" * 39 + "1") == "0x" + "0" * 39 + "1"
 
 
 def test_confirmation_tiers():
