@@ -1,6 +1,6 @@
 """The chain watcher's activity: a long poll over one chain.
 
-Each pass: check the newest stored block hash against the node (a reorg rewinds to the common
+Each pass, through the chain's adapter (activities.chains): check the newest stored block hash against the node (a reorg rewinds to the common
 ancestor and tells the owning intents which blocks were orphaned), read ERC-20 `Transfer` logs of
 the watched tokens with ranged `eth_getLogs`, match their recipients against deposit addresses,
 store the payments, signal the owning intent workflows, and only then advance the cursor. A crash
@@ -23,17 +23,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from web3 import AsyncWeb3
 
-from activities.chain_calls import chain_call, lower_hex
+from activities.chains import ChainAdapter
 from activities.ledger_postings import post_moves
 from db import chain as chain_db
 from db.ledger_store import LedgerStore
 from domain.money import asset_key
 from domain.payment_intents import PAYMENTS_PER_INTENT_MAX, PAYMENTS_RESERVED_TO_COMPLETE, unattributed_moves
 
-# keccak256("Transfer(address,address,uint256)")
-TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 SIGNAL_PAYMENT_OBSERVED = "payment_observed"
 SIGNAL_BLOCK_ORPHANED = "block_orphaned"
 SIGNAL_HEAD_ADVANCED = "head_advanced"
@@ -87,9 +84,9 @@ class HeadSignal:
 
 
 class ChainWatcherActivities:
-    def __init__(self, pool: asyncpg.Pool, w3: AsyncWeb3, temporal: Client, ledger: LedgerStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, chain: ChainAdapter, temporal: Client, ledger: LedgerStore) -> None:
         self._pool = pool
-        self._w3 = w3
+        self._chain = chain
         self._temporal = temporal
         self._ledger = ledger
 
@@ -99,14 +96,14 @@ class ChainWatcherActivities:
         stop_at = loop.time() + input.run_for_s
         cursor = await chain_db.get_cursor(self._pool, chain_id=input.chain_id)
         if cursor is None:
-            cursor = input.start_block if input.start_block is not None else await chain_call(self._w3.eth.block_number)
+            cursor = input.start_block if input.start_block is not None else await self._chain.head_block_number()
             await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=cursor)
         result = WatchChainResult(next_block=cursor)
         last_head_told = -1
         while loop.time() < stop_at:
             activity.heartbeat(asdict(result))
             result.passes += 1
-            head = await chain_call(self._w3.eth.block_number)
+            head = await self._chain.head_block_number()
             cursor = await self._rewind_on_reorg(input, cursor, result)
             if cursor <= head:
                 to_block = min(head, cursor + input.blocks_per_pass_max - 1)
@@ -125,50 +122,34 @@ class ChainWatcherActivities:
 
     async def _scan(self, input: WatchChainInput, from_block: int, to_block: int, head: int, result: WatchChainResult) -> bool:
         """One range: logs, block hashes, payments, signals. False when the chain moved under us."""
-        logs = await chain_call(
-            self._w3.eth.get_logs(
-                {
-                    "fromBlock": from_block,
-                    "toBlock": to_block,
-                    "address": [AsyncWeb3.to_checksum_address(a) for a in input.token_addresses],
-                    "topics": [TRANSFER_TOPIC],
-                }
-            )
-        )
+        transfers = await self._chain.token_transfers(from_block=from_block, to_block=to_block, token_addresses=input.token_addresses)
         # Hashes of the newest blocks of the range, kept to see a reorg later.
         hashes_from = max(from_block, to_block - input.reorg_depth_max + 1)
-        blocks = []
-        for number in range(hashes_from, to_block + 1):
-            block = await chain_call(self._w3.eth.get_block(number))
-            blocks.append((number, lower_hex(block["hash"]), lower_hex(block["parentHash"])))
-        block_hash_by_number = {number: block_hash for number, block_hash, _ in blocks}
-        for log in logs:
-            number = log["blockNumber"]
-            if number in block_hash_by_number and lower_hex(log["blockHash"]) != block_hash_by_number[number]:
+        blocks = [await self._chain.block(number) for number in range(hashes_from, to_block + 1)]
+        block_hash_by_number = {block.number: block.hash for block in blocks}
+        for transfer in transfers:
+            number = transfer.block_number
+            if number in block_hash_by_number and transfer.block_hash != block_hash_by_number[number]:
                 return False  # a reorg between the two reads: do the range again
-        transfers = [log for log in logs if len(log["topics"]) == 3]
-        recipients = ["0x" + lower_hex(log["topics"][2])[-40:] for log in transfers]
-        deposits = await chain_db.match_deposit_addresses(self._pool, chain_id=input.chain_id, addresses=recipients)
+        deposits = await chain_db.match_deposit_addresses(
+            self._pool, chain_id=input.chain_id, addresses=[transfer.recipient for transfer in transfers]
+        )
         payments = []
-        for log, recipient in zip(transfers, recipients):
-            deposit = deposits.get(recipient.lower())
-            token = log["address"].lower()
-            if deposit is None or deposit.token_address != token:
-                continue
-            amount = int.from_bytes(bytes(log["data"]), "big")
-            if amount == 0:
+        for transfer in transfers:
+            deposit = deposits.get(transfer.recipient)
+            if deposit is None or deposit.token_address != transfer.token_address or transfer.amount_base_units == 0:
                 continue
             payments.append(
                 chain_db.ObservedPayment(
                     chain_id=input.chain_id,
-                    tx_hash=lower_hex(log["transactionHash"]),
-                    log_index=log["logIndex"],
+                    tx_hash=transfer.tx_hash,
+                    log_index=transfer.log_index,
                     intent_id=deposit.intent_id,
-                    token_address=token,
-                    sender="0x" + lower_hex(log["topics"][1])[-40:],
-                    amount_base_units=amount,
-                    block_number=log["blockNumber"],
-                    block_hash=lower_hex(log["blockHash"]),
+                    token_address=transfer.token_address,
+                    sender=transfer.sender,
+                    amount_base_units=transfer.amount_base_units,
+                    block_number=transfer.block_number,
+                    block_hash=transfer.block_hash,
                 )
             )
         to_tell = await chain_db.record_payments(
@@ -180,7 +161,9 @@ class ChainWatcherActivities:
                 "chain %d blocks %d-%d: %d payments beyond their intents' cap of %d stored as unattributed",
                 input.chain_id, from_block, to_block, len(payments) - len(to_tell), PAYMENTS_PER_INTENT_MAX,
             )
-        await chain_db.store_block_hashes(self._pool, chain_id=input.chain_id, blocks=blocks)
+        await chain_db.store_block_hashes(
+            self._pool, chain_id=input.chain_id, blocks=[(block.number, block.hash, block.parent_hash) for block in blocks]
+        )
         for payment in to_tell:
             signal = PaymentSignal(
                 chain_id=payment.chain_id,
@@ -229,11 +212,11 @@ class ChainWatcherActivities:
         stored = await chain_db.stored_block_hashes(self._pool, chain_id=input.chain_id, from_block=oldest, to_block=newest)
         if newest not in stored:
             return cursor
-        if lower_hex((await chain_call(self._w3.eth.get_block(newest)))["hash"]) == stored[newest]:
+        if (await self._chain.block(newest)).hash == stored[newest]:
             return cursor
         ancestor = oldest - 1
         for number in range(newest - 1, oldest - 1, -1):
-            if number in stored and lower_hex((await chain_call(self._w3.eth.get_block(number)))["hash"]) == stored[number]:
+            if number in stored and (await self._chain.block(number)).hash == stored[number]:
                 ancestor = number
                 break
         orphaned_hashes = await chain_db.forget_blocks_after(self._pool, chain_id=input.chain_id, block_number=ancestor)

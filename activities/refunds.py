@@ -8,18 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils import to_checksum_address
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.chains import ChainAdapter
 from activities.ledger_postings import ensure_accounts, ledger_account_id, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
 from domain.ledger import CreateTransferResult, NewTransfer, PendingStatus, TransferFlags
 from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
 
-TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
 REFUND_TRANSFER_CODE = "refund"
 
 # Business outcomes the workflow turns into a failed refund; never retried.
@@ -73,9 +72,10 @@ class RefundChange:
 
 
 class RefundActivities:
-    def __init__(self, pool: asyncpg.Pool, ledger: LedgerStore, *, treasury_address: str | None) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: LedgerStore, *, chain: ChainAdapter, treasury_address: str | None) -> None:
         self._pool = pool
         self._ledger = ledger
+        self._chain = chain
         self._treasury = to_checksum_address(treasury_address) if treasury_address else None
 
     @activity.defn
@@ -105,8 +105,10 @@ class RefundActivities:
         if to == self._treasury:
             # The API refuses it where it knows the treasury; a worker configured apart still does.
             raise ApplicationError("a refund cannot be paid to the treasury itself", type=ADDRESS_REFUSED, non_retryable=True)
-        arguments = abi_encode(["address", "address", "uint256"], [self._treasury, to, input.amount_base_units])
-        return "0x" + (TRANSFER_FROM_SELECTOR + arguments).hex()
+        call = self._chain.token_transfer_from_call(
+            token_address=input.token_address, source=self._treasury, target=to, amount_base_units=input.amount_base_units
+        )
+        return call.data
 
     @activity.defn
     async def reserve_refund(self, input: ReservationInput) -> None:

@@ -9,16 +9,14 @@ import asyncio
 from dataclasses import dataclass
 
 import asyncpg
-from eth_abi import encode as abi_encode
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from temporalio import activity
 
+from activities.chains import ChainAdapter
 from activities.ledger_postings import post_moves
 from db import sweeps as sweeps_db
 from db.ledger_store import LedgerStore
 from domain.payment_intents import sweep_moves
 
-SWEEP_BATCH_SELECTOR = function_signature_to_4byte_selector("sweepBatch(bytes32[],address[])")
 # DepositFactory.SWEEP_BATCH_SIZE_MAX is 100; a first sweep deploys a clone (~70k gas each).
 SWEEP_BATCH_SIZE_MAX = 50
 
@@ -50,9 +48,11 @@ class SweepBatchInput:
 
 
 class SweepActivities:
-    def __init__(self, pool: asyncpg.Pool, ledger: LedgerStore) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: LedgerStore, *, chain: ChainAdapter, factory_address: str) -> None:
         self._pool = pool
         self._ledger = ledger
+        self._chain = chain
+        self._factory_address = factory_address
 
     @activity.defn
     async def wait_for_sweeps_due(self, input: WaitSweepsDueInput) -> int:
@@ -71,11 +71,11 @@ class SweepActivities:
         items = await sweeps_db.claim_sweep_batch(self._pool, chain_id=input.chain_id, batch_id=input.batch_id, size_max=input.size_max)
         if not items:
             return SweepBatch(batch_id=input.batch_id, intent_ids=[], call_data=None)
-        salts = [bytes.fromhex(item.salt.removeprefix("0x")) for item in items]
-        tokens = [to_checksum_address(item.token_address) for item in items]
-        call = SWEEP_BATCH_SELECTOR + abi_encode(["bytes32[]", "address[]"], [salts, tokens])
+        call = self._chain.sweep_batch_call(
+            factory_address=self._factory_address, salts=[item.salt for item in items], token_addresses=[item.token_address for item in items]
+        )
         activity.logger.info("sweep batch %s claims %d deposit addresses", input.batch_id, len(items))
-        return SweepBatch(batch_id=input.batch_id, intent_ids=[item.intent_id for item in items], call_data="0x" + call.hex())
+        return SweepBatch(batch_id=input.batch_id, intent_ids=[item.intent_id for item in items], call_data=call.data)
 
     @activity.defn
     async def complete_sweep_batch(self, input: SweepBatchInput) -> int:

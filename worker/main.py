@@ -19,10 +19,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from activities.chain import ChainActivities
-from activities.chain_tx import TransactionActivities
+from activities.chains.evm import EvmChain
+from activities.chains.evm.transactions import EvmTransactionActivities
 from activities.chain_watcher import ChainWatcherActivities
 from activities.hello import HelloActivities
 from activities.payment_intents import PaymentIntentActivities
@@ -53,20 +53,20 @@ class WorkerClients:
 
     temporal: Client
     pool: asyncpg.Pool
-    w3: AsyncWeb3
+    chain: EvmChain  # the chain adapter of the chain this worker serves
     ledger: LedgerStore
     relayer: LocalAccount
     webhook_http: httpx.AsyncClient
 
 
 def activities_for(clients: WorkerClients, settings: Settings) -> list:
-    chain = ChainActivities(clients.w3, chain_id=settings.chain_id)
+    chain = ChainActivities(clients.chain, chain_id=settings.chain_id)
     hello = HelloActivities(clients.pool)
-    watcher = ChainWatcherActivities(clients.pool, clients.w3, clients.temporal, clients.ledger)
-    transactions = TransactionActivities(clients.pool, clients.w3, relayer=clients.relayer, chain_id=settings.chain_id)
+    watcher = ChainWatcherActivities(clients.pool, clients.chain, clients.temporal, clients.ledger)
+    transactions = EvmTransactionActivities(clients.pool, clients.chain, relayer=clients.relayer)
     activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
                   transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
-    refunds = RefundActivities(clients.pool, clients.ledger, treasury_address=settings.treasury_address)
+    refunds = RefundActivities(clients.pool, clients.ledger, chain=clients.chain, treasury_address=settings.treasury_address)
     activities += [refunds.begin_refund, refunds.build_refund_transfer, refunds.reserve_refund, refunds.settle_refund_reservation,
                    refunds.record_refund_change]
     if "DepositFactory" in settings.contracts:
@@ -77,7 +77,7 @@ def activities_for(clients: WorkerClients, settings: Settings) -> list:
             deposit_factory=settings.contracts["DepositFactory"],
             deposit_implementation=settings.contracts["DepositForwarder"],
         )
-        sweeps = SweepActivities(clients.pool, clients.ledger)
+        sweeps = SweepActivities(clients.pool, clients.ledger, chain=clients.chain, factory_address=settings.contracts["DepositFactory"])
         activities += [intents.assign_deposit_address, intents.record_payment_intent,
                        sweeps.wait_for_sweeps_due, sweeps.claim_sweep_batch, sweeps.complete_sweep_batch,
                        sweeps.release_sweep_batch]
@@ -100,12 +100,12 @@ async def open_clients(client: Client, settings: Settings, stack: AsyncExitStack
     stack.push_async_callback(pool.close)
     ledger = LedgerStore(pool)
     stack.push_async_callback(ledger.close)
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url or settings.rpc_url, request_kwargs={"timeout": 10}))
+    chain = EvmChain.connect(rpc_url or settings.rpc_url, chain_id=settings.chain_id)
     relayer = Account.from_key(settings.relayer_private_key.get_secret_value())
     # Only this client may deliver webhooks: its transport checks every resolved address (SSRF).
     webhook_http = create_webhook_http_client(get_webhook_settings())
     stack.push_async_callback(webhook_http.aclose)
-    return WorkerClients(temporal=client, pool=pool, w3=w3, ledger=ledger, relayer=relayer, webhook_http=webhook_http)
+    return WorkerClients(temporal=client, pool=pool, chain=chain, ledger=ledger, relayer=relayer, webhook_http=webhook_http)
 
 
 async def ensure_chain_watcher(client: Client, settings: Settings, *, task_queue: str | None = None) -> None:

@@ -10,10 +10,11 @@ import pytest
 from eth_account import Account
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
-from activities.chain_tx import SendTransactionInput, TransactionActivities, WaitTransactionInput
+from activities.chain_tx import SendTransactionInput, WaitTransactionInput
+from activities.chains.evm import EvmChain
+from activities.chains.evm.transactions import EvmTransactionActivities
 from contracts import load_artifact
 from db.pool import create_pool
 
@@ -29,9 +30,7 @@ async def outbox(private_chain, stack):
     # The relayer of the private chain is the customer account (it holds tokens there).
     relayer = Account.from_key(private_chain["accounts"]["customer"]["private_key"])
     workers = [
-        TransactionActivities(
-            pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), relayer=relayer, chain_id=private_chain["chain_id"]
-        )
+        EvmTransactionActivities(pool, EvmChain.connect(private_chain["rpc_url"], chain_id=private_chain["chain_id"]), relayer=relayer)
         for pool in pools
     ]
     yield workers

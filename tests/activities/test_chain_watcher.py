@@ -13,9 +13,9 @@ from eth_account import Account
 from temporalio import workflow
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from activities.chain_watcher import ChainWatcherActivities, WatchChainInput
+from activities.chains.evm import EvmChain
 from contracts import load_artifact
 from contracts.deposit import deposit_salt, predict_deposit_address
 from db import chain as chain_db
@@ -112,7 +112,7 @@ async def test_watcher_matches_signals_survives_restart_and_reorg(private_chain,
     intent_id = f"pi_test_{uuid.uuid4().hex[:16]}"
     handle = await temporal_client.start_workflow(SignalSinkWorkflow.run, id=intent_id, task_queue=sink_worker)
     deposit = await _register(db_pool, private_chain, intent_id, usdc)
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
+    watcher = ChainWatcherActivities(db_pool, EvmChain.connect(private_chain["rpc_url"], chain_id=private_chain["chain_id"]), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc, usdt], run_for_s=1.0, poll_interval_s=0.05,
                             start_block=w3.eth.block_number + 1)
@@ -164,7 +164,7 @@ async def test_one_transaction_with_two_transfers_is_two_payments(private_chain,
     ids = [f"pi_test_{uuid.uuid4().hex[:16]}" for _ in range(2)]
     handles = [await temporal_client.start_workflow(SignalSinkWorkflow.run, id=i, task_queue=sink_worker) for i in ids]
     addresses = [await _register(db_pool, private_chain, i, usdc.lower()) for i in ids]
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
+    watcher = ChainWatcherActivities(db_pool, EvmChain.connect(private_chain["rpc_url"], chain_id=private_chain["chain_id"]), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc], run_for_s=0.5, poll_interval_s=0.05)
     await env.run(watcher.watch_chain, watch)
@@ -222,7 +222,7 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_evented_once_and_po
         """,
         intent_id, tenant_id, chain_id, usdc.lower(), address.lower(),
     )
-    watcher = ChainWatcherActivities(db_pool, AsyncWeb3(AsyncHTTPProvider(private_chain["rpc_url"])), temporal_client, watcher_ledger)
+    watcher = ChainWatcherActivities(db_pool, EvmChain.connect(private_chain["rpc_url"], chain_id=private_chain["chain_id"]), temporal_client, watcher_ledger)
     env = ActivityEnvironment()
     watch = WatchChainInput(chain_id=chain_id, token_addresses=[usdc], run_for_s=0.5, poll_interval_s=0.05)
     await env.run(watcher.watch_chain, watch)

@@ -26,7 +26,8 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.chain_tx import SendTransactionInput, TransactionActivities
+from activities.chain_tx import SendTransactionInput
+from activities.chains.evm.transactions import EvmTransactionActivities
 from activities.ledger_postings import ledger_account_id
 from api.app import create_app
 from api.config import ApiSettings
@@ -383,7 +384,7 @@ async def test_a_retried_send_and_a_second_run_of_the_step_send_one_transaction(
     merchant = await _merchant(refunds)
     intent = await _paid_intent(refunds, temporal_client, db_pool, private_chain, merchant, paid=DUE + 2_000_000)
     flaky_settings = _settings(stack, private_chain, task_queue=f"refunds-flaky-{uuid.uuid4().hex[:8]}")
-    real = TransactionActivities(db_pool, refunds.clients.w3, relayer=refunds.clients.relayer, chain_id=flaky_settings.chain_id)
+    real = EvmTransactionActivities(db_pool, refunds.clients.chain, relayer=refunds.clients.relayer)
     attempts: list[str] = []
 
     @activity.defn(name="send_transaction")
@@ -410,7 +411,7 @@ async def test_a_retried_send_and_a_second_run_of_the_step_send_one_transaction(
     assert _balance_of(private_chain, "usdc", customer) == 2_000_000
 
     # The step run once more, by hand, after the refund finished: the same transaction, nothing new.
-    call = await refunds.clients.w3.eth.get_transaction(done["tx_hash"])
+    call = await refunds.clients.chain.w3.eth.get_transaction(done["tx_hash"])
     again = await ActivityEnvironment().run(
         real.send_transaction, SendTransactionInput(idempotency_key=refund_transfer_key(refund_id), to=intent.token_address, data=call["input"].to_0x_hex())
     )
