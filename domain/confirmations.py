@@ -1,7 +1,9 @@
 """How many confirmations a payment needs, by its value.
 
 Defaults (seed 004): under 100 USD, 1 block; under 10,000 USD, 12 blocks; from 10,000 USD, 19.
-A merchant may override the tiers, and an intent may fix its own number.
+The platform admin may replace a tenant's tiers (by amount in base units); that policy is the
+floor. An intent may ask for more confirmations than its floor, never fewer: the floor is what the
+platform risks on a reorg, so only the platform lowers it.
 """
 
 from __future__ import annotations
@@ -51,3 +53,39 @@ class ConfirmationPolicy:
 def confirmations_of(*, block_number: int, head_block_number: int) -> int:
     """A payment in block N has 1 confirmation when the head is N, 2 at N+1, and so on."""
     return max(0, head_block_number - block_number + 1)
+
+
+class ConfirmationsBelowFloor(ValueError):
+    def __init__(self, *, requested: int, floor: int) -> None:
+        super().__init__(f"confirmations must be at least {floor} for this amount (the platform's floor); got {requested}")
+        self.requested = requested
+        self.floor = floor
+
+
+def tier_confirmations(tiers: list[dict] | None, *, amount_base_units: int) -> int | None:
+    """A tenant's own tiers (`amount_base_units_min`, `confirmations_min`): the tier of the largest
+    minimum the amount reaches; None without tiers. Zero confirmations means one: the block itself."""
+    if not tiers:
+        return None
+    reached = [tier for tier in tiers if amount_base_units >= int(tier["amount_base_units_min"])]
+    if not reached:
+        return None
+    tier = max(reached, key=lambda tier: int(tier["amount_base_units_min"]))
+    return max(1, int(tier["confirmations_min"]))
+
+
+def confirmations_required(
+    *, usd_cents: int, amount_base_units: int, tenant_tiers: list[dict] | None, requested: int | None
+) -> int:
+    """The confirmations an intent needs: its floor (the tenant's tiers set by the platform, else the
+    platform's default by value), or more if the intent asks for more."""
+    floor = tier_confirmations(tenant_tiers, amount_base_units=amount_base_units)
+    if floor is None:
+        floor = ConfirmationPolicy().confirmations_for(usd_cents)
+    if requested is None:
+        return floor
+    if not 1 <= requested <= CONFIRMATIONS_MAX:
+        raise ValueError(f"confirmations must be between 1 and {CONFIRMATIONS_MAX}")
+    if requested < floor:
+        raise ConfirmationsBelowFloor(requested=requested, floor=floor)
+    return requested

@@ -55,7 +55,7 @@ from db.payment_intents import (
 from db.settings import Settings
 from db.tenants import get_tenant
 from db.webhooks import prepare_notify_url
-from domain.confirmations import ConfirmationPolicy
+from domain.confirmations import ConfirmationsBelowFloor, confirmations_required
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest
 from domain.payment_intents import REGISTRATION_FAILED, TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
@@ -156,18 +156,6 @@ def hash_client_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _confirmations_from_policy(policy: dict[str, Any] | None, amount: int) -> int | None:
-    """The tenant's own policy (tiers by amount in base units): the tier of the largest minimum
-    the amount reaches."""
-    if not policy or not policy.get("tiers"):
-        return None
-    reached = [tier for tier in policy["tiers"] if amount >= int(tier["amount_base_units_min"])]
-    if not reached:
-        return None
-    tier = max(reached, key=lambda tier: int(tier["amount_base_units_min"]))
-    return max(1, int(tier["confirmations_min"]))
-
-
 async def _payment_confirmations(request: Request, intent: StoredIntent) -> dict[str, int] | None:
     """Each payment's confirmations, from the workflow; None if it cannot say right now."""
     if not intent.payments:
@@ -253,10 +241,15 @@ async def create_payment_intent(
             parse_target_url(body.notify_url, policy=url_policy, param="notify_url")
     client = await request.app.state.temporal.get()
     tenant = await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id)
-    override = body.confirmations or _confirmations_from_policy(tenant.confirmation_policy, amount)
-    confirmations_required = ConfirmationPolicy().confirmations_for(
-        usd_cents_of_stablecoin(amount, decimals=asset.decimals), override=override
-    )
+    try:
+        required = confirmations_required(
+            usd_cents=usd_cents_of_stablecoin(amount, decimals=asset.decimals),
+            amount_base_units=amount,
+            tenant_tiers=(tenant.confirmation_policy or {}).get("tiers"),
+            requested=body.confirmations,
+        )
+    except ConfirmationsBelowFloor as error:
+        raise invalid_request(str(error), param="confirmations") from None
     intent_id = idempotency.workflow_id("pi") or "pi_" + secrets.token_hex(12)
     client_secret = f"{intent_id}_secret_{secrets.token_urlsafe(24)}"
     input = PaymentIntentInput(
@@ -270,7 +263,7 @@ async def create_payment_intent(
         decimals=asset.decimals,
         amount_base_units=amount,
         fee_bps=tenant.fee_bps,
-        confirmations_required=confirmations_required,
+        confirmations_required=required,
         expires_at=expires_at_iso(datetime.now(timezone.utc), body.expires_in),
         client_secret_hash=hash_client_secret(client_secret),
         description=body.description,

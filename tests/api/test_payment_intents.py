@@ -363,4 +363,14 @@ async def test_confirmations_follow_the_policy_the_tenants_override_and_the_body
     )
     assert (await _create(http, strict, amount="2500000"))["confirmations_required"] == 3
     assert (await _create(http, strict, amount="250000000"))["confirmations_required"] == 7
-    assert (await _create(http, strict, amount="250000000", confirmations=5))["confirmations_required"] == 5
+    # An intent may ask for more than its floor, never fewer: the floor is the platform's.
+    assert (await _create(http, strict, amount="250000000", confirmations=9))["confirmations_required"] == 9
+    before = (await http.get("/v1/payment_intents", headers=strict.headers, params={"limit": 100})).json()["data"]
+    for tenant, amount, requested, floor in ((strict, "250000000", 5, 7), (merchant, "250000000", 1, 12)):
+        response = await http.post(
+            "/v1/payment_intents", headers=tenant.headers, json={"amount": amount, "asset": "usdc", "confirmations": requested}
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "confirmations" and f"at least {floor}" in error["message"]
+    assert (await http.get("/v1/payment_intents", headers=strict.headers, params={"limit": 100})).json()["data"] == before

@@ -87,3 +87,19 @@ def test_confirmations_count_the_payment_block_itself():
     assert confirmations_of(block_number=10, head_block_number=9) == 0
     assert confirmations_of(block_number=10, head_block_number=10) == 1
     assert confirmations_of(block_number=10, head_block_number=21) == 12
+
+
+def test_an_intent_may_ask_for_more_confirmations_than_its_floor_never_fewer():
+    from domain.confirmations import ConfirmationsBelowFloor, confirmations_required
+
+    tiers = [{"amount_base_units_min": 0, "confirmations_min": 3}, {"amount_base_units_min": 100, "confirmations_min": 7}]
+    assert confirmations_required(usd_cents=25_00, amount_base_units=10, tenant_tiers=None, requested=None) == 1
+    assert confirmations_required(usd_cents=250_00, amount_base_units=10, tenant_tiers=None, requested=None) == 12
+    assert confirmations_required(usd_cents=250_00, amount_base_units=150, tenant_tiers=tiers, requested=None) == 7
+    assert confirmations_required(usd_cents=250_00, amount_base_units=150, tenant_tiers=tiers, requested=9) == 9
+    for requested, floor, kwargs in ((6, 7, {"tenant_tiers": tiers, "amount_base_units": 150}), (1, 12, {"tenant_tiers": None, "amount_base_units": 10})):
+        with pytest.raises(ConfirmationsBelowFloor) as raised:
+            confirmations_required(usd_cents=250_00, requested=requested, **kwargs)
+        assert raised.value.floor == floor
+    zero_tier = [{"amount_base_units_min": 0, "confirmations_min": 0}]
+    assert confirmations_required(usd_cents=250_00, amount_base_units=150, tenant_tiers=zero_tier, requested=None) == 1
