@@ -25,6 +25,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import socket
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -410,6 +411,28 @@ def address_block_reason(address: IpAddress, *, allow_private_targets: bool) -> 
     return None
 
 
+# A label that is a number (decimal, 0-led octal or 0x hex): a host whose last label is one is an
+# IPv4 address to URL parsers (WHATWG's "ends in a number"), never a name.
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+
+
+def numeric_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host written in a legacy numeric form stands for, as inet_aton,
+    getaddrinfo and URL parsers read it: `2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376` and
+    `169.254.43518` are all 169.254.169.254, and `0` is 0.0.0.0. None for a name. Raises
+    ValueError for a host that ends in a number yet is no address (`1.2.3.4.5`, `example.0`)."""
+    labels = host.lower().rstrip(".").split(".")
+    if not _NUMERIC_LABEL.match(labels[-1]):
+        return None
+    if len(labels) > 4 or not all(_NUMERIC_LABEL.match(label) for label in labels):
+        raise ValueError(f"{host} is not an IPv4 address")
+    try:
+        # inet_aton takes every legacy form (1 to 4 parts, octal, hex) and checks each part's range.
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        raise ValueError(f"{host} is not an IPv4 address") from None
+
+
 @dataclass(frozen=True)
 class TargetUrl:
     scheme: str
@@ -450,7 +473,12 @@ def parse_target_url(url: str, *, policy: UrlPolicy, param: str = "url") -> Targ
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        address = None
+        # Not the dotted-quad form, yet maybe an address all the same (`http://2852039166/`):
+        # the resolver and the sender would read it as one, so it is checked as one.
+        try:
+            address = numeric_ipv4_host(host)
+        except ValueError:
+            raise WebhookRuleError("url's host ends in a number but is not a valid IPv4 address", param=param) from None
     if address is not None:
         reason = address_block_reason(address, allow_private_targets=policy.allow_private_targets)
         if reason:
