@@ -48,6 +48,10 @@ Conventions of every `/v1` route:
 - **Errors**: `{"error": {"type", "code", "message", "param", "request_id"}}`, 4xx for every bad input.
 - **Idempotency**: every POST takes an `Idempotency-Key` header (kept 24 h).
 - **Lists**: `limit` (≤ 100), `starting_after`/`ending_before` cursors, `has_more`, newest first.
+- **Bodies**: JSON objects, each key once; an integer field takes a JSON integer (`5`: never `5.0`,
+  `"5"` or `true`, though JSON Schema's `integer` would let `5.0` through); amounts are base units,
+  as an integer or a string of digits. Text that PostgreSQL cannot store (NUL, unpaired surrogates)
+  is refused anywhere in a request.
 - **Rate limits**: per key and per client IP by tier; `429` with `Retry-After` and `RateLimit-*` headers.
 - **Request ids**: `X-Request-Id` on every response.
 """

@@ -89,14 +89,20 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", None) or "req_unknown"
 
 
+def _encodable(text: str) -> str:
+    """`text` with any unpaired surrogate replaced: a client's field name can hold one (a JSON
+    `\\ud800` escape), and it has no UTF-8 form, so the answer itself could not be encoded."""
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+
+
 def error_body(*, type: ErrorType, code: str, message: str, param: str | None, request_id: str) -> dict[str, Any]:
     return {
         "error": {
             "type": str(type),
             "code": code,
-            "message": message[:MESSAGE_LENGTH_MAX],
+            "message": _encodable(message[:MESSAGE_LENGTH_MAX]),
             # A param can echo a client's field name (an unknown field): keep it short.
-            "param": param[:PARAM_LENGTH_MAX] if param else None,
+            "param": _encodable(param[:PARAM_LENGTH_MAX]) if param else None,
             "request_id": request_id,
         }
     }
@@ -123,6 +129,18 @@ def _param_from_location(location: tuple[Any, ...]) -> str | None:
     return text or None
 
 
+def _param_of(error: dict[str, Any]) -> str | None:
+    """The error's location as a param; a validator that checks a whole object (Input's text
+    check) names the field within it in `ctx.field`."""
+    param = _param_from_location(tuple(error.get("loc", ())))
+    field = (error.get("ctx") or {}).get("field")
+    if not isinstance(field, str) or not field:
+        return param
+    if not param:
+        return field
+    return param + (field if field.startswith("[") else "." + field)
+
+
 def _validation_message(error: dict[str, Any]) -> str:
     message = str(error.get("msg", "is invalid"))
     # Our validators raise ValueError; pydantic prefixes its message. The prefix helps nobody.
@@ -132,7 +150,7 @@ def _validation_message(error: dict[str, Any]) -> str:
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = list(exc.errors())
     first = errors[0] if errors else {}
-    param = _param_from_location(tuple(first.get("loc", ())))
+    param = _param_of(first)
     kind = first.get("type", "")
     if kind == "json_invalid":
         code, message, param = "body_invalid_json", "The request body is not valid JSON.", None
@@ -142,7 +160,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     else:
         code = "parameter_invalid"
         described = [
-            f"{_param_from_location(tuple(e.get('loc', ()))) or 'body'}: {_validation_message(e)}" for e in errors[:3]
+            f"{_param_of(e) or 'body'}: {_validation_message(e)}" for e in errors[:3]
         ]
         message = "; ".join(described) + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else "")
     # Pydantic's messages never repeat the input, so no secret a client sent comes back.

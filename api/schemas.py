@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    Strict,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
 
 from api.pagination import ListResponse
 from db.api_keys import ApiKey, CreatedApiKey
@@ -36,6 +46,48 @@ from domain.tenants import (
 )
 
 LABEL_LENGTH_MAX = 100
+# Bounds the walk over a request's values; the router already refuses JSON nested deeper.
+TEXT_WALK_DEPTH_MAX = 64
+
+
+def unstorable_text_reason(text: str) -> str | None:
+    """Why PostgreSQL could not store `text` (in TEXT or JSONB), or None when it can: NUL is
+    refused by both, and a lone surrogate (a JSON `\\ud800` escape unpaired) has no UTF-8 form.
+    Left through, either fails the write deep inside a workflow's activity instead of here."""
+    if "\x00" in text:
+        return "must not contain NUL characters (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain unpaired surrogates (invalid \\ud800-\\udfff escapes)"
+    return None
+
+
+def find_unstorable_text(value: Any, *, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """The first string in `value` (keys of objects included) that PostgreSQL could not store, as
+    (where, why); `where` is a param path such as `metadata.order` or `payout_addresses[0].label`.
+    A bad key is reported at its object's path: the key itself is never echoed back."""
+    if isinstance(value, str):
+        reason = unstorable_text_reason(value)
+        return (path, reason) if reason else None
+    if depth >= TEXT_WALK_DEPTH_MAX:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                reason = unstorable_text_reason(key)
+                if reason:
+                    return (path, f"keys {reason}")
+            found = find_unstorable_text(item, path=f"{path}.{key}" if path else str(key), depth=depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = find_unstorable_text(item, path=f"{path}[{index}]", depth=depth + 1)
+            if found:
+                return found
+    return None
 
 
 def _text(param: str, length_max: int) -> AfterValidator:
@@ -56,15 +108,68 @@ EvmAddress = Annotated[
     ),
     AfterValidator(validate_evm_address),
 ]
-FeeBps = Annotated[int, Field(ge=0, le=FEE_BPS_MAX, description="The platform fee in basis points (100 = 1%).")]
+FeeBps = Annotated[int, Strict(), Field(ge=0, le=FEE_BPS_MAX, description="The platform fee in basis points (100 = 1%).")]
+
+
+class _NotNull:
+    """`Annotated[X | None, NotNull] = None`: a field that may be left out (None then stands for
+    "left out") but not sent as null. Null is refused in validation and left out of the document,
+    so the schema does not call the field nullable while the API refuses null."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(_refuse_null, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        json_schema = handler(schema)
+        options = [option for option in json_schema.get("anyOf", []) if option != {"type": "null"}]
+        if "anyOf" in json_schema and len(options) == 1:
+            del json_schema["anyOf"]
+            json_schema.update(options[0])
+        return json_schema
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("null_refused", "cannot be null; leave the field out to keep it")
+    return value
+
+
+NotNull = _NotNull()
+
+
+def _allows_null(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "null" or any(_allows_null(option) for option in schema.get("anyOf", []))
+
+
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """A field that may be left out but not sent as null (`NotNull`) has no `default: null` in
+    the document either: the default would contradict its own schema."""
+    for field_schema in schema.get("properties", {}).values():
+        if "default" in field_schema and field_schema["default"] is None and not _allows_null(field_schema):
+            del field_schema["default"]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The base of every request body: unknown fields are refused, and so is any text, anywhere in
+    the body (object keys included), that PostgreSQL cannot store. Its integer and boolean fields
+    are strict (`Strict()` / `Field(strict=True)`): `"5"`, `5.0` and `true` are not coerced to 5;
+    tests/api/test_edge_validation.py checks every Input for it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_defaults)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        found = find_unstorable_text(data)
+        if found:
+            where, reason = found
+            # `field` extends the error's location (see api.errors): the param names the field.
+            raise PydanticCustomError("text_unstorable", "{reason}", {"field": where, "reason": reason})
+        return data
 
 
 class PayoutAddress(Input):
-    chain_id: int = Field(ge=1, le=CHAIN_ID_MAX, description="The EVM chain id (EIP-155).")
+    chain_id: int = Field(strict=True, ge=1, le=CHAIN_ID_MAX, description="The EVM chain id (EIP-155).")
     address: EvmAddress
     label: Label | None = None
 
@@ -77,8 +182,8 @@ class Approver(Input):
 class ConfirmationTierModel(Input):
     # The upper bound (2**256 - 1) is checked by validate_confirmation_tiers: as a JSON Schema
     # `maximum` it would be rounded to a float in the OpenAPI document.
-    amount_base_units_min: int = Field(ge=0, description="The tier applies from this amount up (base units, below 2**256).")
-    confirmations_min: int = Field(ge=0, le=CONFIRMATIONS_MAX)
+    amount_base_units_min: int = Field(strict=True, ge=0, description="The tier applies from this amount up (base units, below 2**256).")
+    confirmations_min: int = Field(strict=True, ge=0, le=CONFIRMATIONS_MAX)
 
 
 class ConfirmationPolicy(Input):
@@ -132,19 +237,11 @@ class TenantUpdate(Input):
     """Fields given are replaced (lists as a whole); fields left out stay as they are.
     `fee_bps` and `confirmation_policy` are the platform's: a tenant's key may not send them."""
 
-    name: TenantName | None = None
-    fee_bps: FeeBps | None = Field(default=None, description=PLATFORM_SETTING_NOTE)
-    payout_addresses: UniquePayoutAddresses | None = None
+    name: Annotated[TenantName | None, NotNull] = None
+    fee_bps: Annotated[FeeBps | None, NotNull] = Field(default=None, description=PLATFORM_SETTING_NOTE)
+    payout_addresses: Annotated[UniquePayoutAddresses | None, NotNull] = None
     confirmation_policy: ConfirmationPolicy | None = Field(default=None, description=PLATFORM_SETTING_NOTE)
-    approvers: UniqueApprovers | None = None
-
-    @field_validator("name", "fee_bps", "payout_addresses", "approvers", mode="before")
-    @classmethod
-    def _only_policy_may_be_null(cls, value: Any) -> Any:
-        # Called only for fields the client sent: leaving a field out is fine, null is not.
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep it")
-        return value
+    approvers: Annotated[UniqueApprovers | None, NotNull] = None
 
     def changes(self) -> dict[str, Any]:
         dumped = self.model_dump(mode="json")
@@ -155,15 +252,8 @@ class TenantPlatformUpdate(Input):
     """The platform's settings of a tenant, changed by the platform admin (audited). Fields given
     are replaced; fields left out stay as they are. `confirmation_policy: null` removes the override."""
 
-    fee_bps: FeeBps | None = None
+    fee_bps: Annotated[FeeBps | None, NotNull] = None
     confirmation_policy: ConfirmationPolicy | None = None
-
-    @field_validator("fee_bps", mode="before")
-    @classmethod
-    def _fee_is_not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep it")
-        return value
 
     def changes(self) -> dict[str, Any]:
         dumped = self.model_dump(mode="json")
@@ -216,6 +306,7 @@ class ApiKeyCreate(Input):
 class ApiKeyRotate(Input):
     expires_in_s: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=KEY_ROTATION_OVERLAP_S_MAX,
         description="How long the old key keeps working (the overlap window); 0 stops it now. Default: 24 hours.",

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 
 from api.pagination import ListResponse
+from api.schemas import Input
 from api.schemas_webhooks import NotifySecretCreated, TargetUrl
 from db.payment_intents import Event, StoredIntent, stored_intent_object
 from domain.events import payment_uri  # noqa: F401 - the checkout page imports it from here
@@ -24,6 +25,9 @@ EXPIRES_IN_S_MIN = 60
 EXPIRES_IN_S_MAX = 7 * 86400
 EXPIRES_IN_S_DEFAULT = 3600
 CONFIRMATIONS_OVERRIDE_MAX = 1000
+# The asset codes the API knows (db.settings.Settings.assets); a deployment accepts those whose
+# token contract it has, and answers 400 for the others.
+AssetCode = Literal["usdc", "usdt"]
 
 
 def _http_url(value: str) -> str:
@@ -44,6 +48,15 @@ def _metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _amount_not_null(value: Any) -> Any:
+    # Checked in full (digits, bounds, never a float) by domain.money.parse_amount, which needs the asset.
+    if value is None:
+        raise ValueError("must be an integer or a string of digits, not null")
+    return value
+
+
+# An amount in base units as the client wrote it: a JSON integer or a string of digits.
+AmountInput = Annotated[Any, AfterValidator(_amount_not_null)]
 HttpUrl = Annotated[str, Field(min_length=1, max_length=URL_LENGTH_MAX, description="An http(s) URL."), AfterValidator(_http_url)]
 Metadata = Annotated[
     dict[StrictStr, StrictStr],
@@ -56,25 +69,23 @@ Metadata = Annotated[
 ]
 
 
-class PaymentIntentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount: Any = Field(
+class PaymentIntentCreate(Input):
+    amount: AmountInput = Field(
         description="The amount due in the token's base units, as a JSON integer or a string of digits "
         '(`"25000000"` is 25.00 USDC). Never a float or a decimal.',
-        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,78}$"}]},
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^0*[1-9][0-9]*$", "maxLength": 78}]},
     )
-    asset: Annotated[str, Field(min_length=1, max_length=20, description="`usdc` or `usdt`.")]
+    asset: AssetCode = Field(description="The stablecoin due: `usdc` or `usdt` (6 decimals each).")
     description: Annotated[str | None, Field(max_length=DESCRIPTION_LENGTH_MAX)] = None
     metadata: Metadata = Field(default_factory=dict)
     expires_in: Annotated[
-        int, Field(ge=EXPIRES_IN_S_MIN, le=EXPIRES_IN_S_MAX, description="Seconds until the intent expires (60 s to 7 days).")
+        int, Field(strict=True, ge=EXPIRES_IN_S_MIN, le=EXPIRES_IN_S_MAX, description="Seconds until the intent expires (60 s to 7 days).")
     ] = EXPIRES_IN_S_DEFAULT
     success_url: HttpUrl | None = None
     cancel_url: HttpUrl | None = None
     confirmations: Annotated[
         int | None,
-        Field(ge=1, le=CONFIRMATIONS_OVERRIDE_MAX, description="Overrides the confirmations a payment needs."),
+        Field(strict=True, ge=1, le=CONFIRMATIONS_OVERRIDE_MAX, description="Overrides the confirmations a payment needs."),
     ] = None
     notify_url: Annotated[
         TargetUrl | None,

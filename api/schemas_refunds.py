@@ -4,12 +4,13 @@ floats); inputs forbid unknown fields."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from api.pagination import ListResponse
-from api.schemas_payment_intents import Metadata
+from api.schemas import Input
+from api.schemas_payment_intents import AmountInput, Metadata
 from db.refunds import StoredRefund, stored_refund_object
 from domain.refunds import RefundReason, parse_refund_address
 
@@ -32,15 +33,13 @@ RefundAddress = Annotated[
 ]
 
 
-class RefundCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    amount: Any = Field(
+class RefundCreate(Input):
+    amount: AmountInput = Field(
         description="The amount to refund in the token's base units, as a JSON integer or a string of digits "
         '(`"5000000"` is 5.00 USDC). Never a float or a decimal. At most what the payment intent can still refund: '
         "its `amount_refundable` (over-, under- or late-paid money), plus its amount if it succeeded, minus its "
         "refunds that have not failed.",
-        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,78}$"}]},
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^0*[1-9][0-9]*$", "maxLength": 78}]},
     )
     address: RefundAddress
     reason: RefundReason | None = Field(default=None, description="Why: for your records and the events.")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool
 
 from api.pagination import ListResponse
-from api.schemas import Input
+from api.schemas import Input, NotNull
 from db.webhooks import DeliveryWithAttempts, NotifySecret, RotatedSecret, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from domain.webhooks import (
     DESCRIPTION_LENGTH_MAX,
@@ -63,25 +63,18 @@ class WebhookEndpointCreate(Input):
 class WebhookEndpointUpdate(Input):
     """Fields given are replaced (lists as a whole); fields left out stay as they are."""
 
-    url: TargetUrl | None = None
-    enabled_events: EnabledEvents | None = None
-    description: Description | None = None
-    disabled: bool | None = Field(
+    url: Annotated[TargetUrl | None, NotNull] = None
+    enabled_events: Annotated[EnabledEvents | None, NotNull] = None
+    description: Annotated[Description | None, NotNull] = None
+    disabled: Annotated[StrictBool | None, NotNull] = Field(
         default=None, description="`true` stops deliveries to it; `false` enables it again (also after a 410 Gone)."
     )
-
-    @field_validator("url", "enabled_events", "description", "disabled", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Called only for fields the client sent: leaving a field out is fine, null is not.
-        if value is None:
-            raise ValueError("cannot be null; leave the field out to keep it")
-        return value
 
 
 class WebhookSecretRotate(Input):
     overlap_s: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=ROTATION_OVERLAP_S_MAX,
         description=(

@@ -3,8 +3,15 @@ the headers, the idempotency header on every POST, the list parameters on every 
 
 from __future__ import annotations
 
+import typing
+
+from pydantic import BaseModel, ValidationError
+
 from api.app import create_app
 from api.routing import iter_api_routes
+from api.schemas import Input
+from contracts.deploy import TEST_TOKEN_NAMES
+from db.settings import Settings
 from tests.api.routes import ROUTES
 
 DOCUMENT = create_app().openapi()
@@ -98,3 +105,63 @@ def test_secrets_in_responses_are_documented_as_shown_once():
     assert "shown in this response only" in created["properties"]["secret"]["description"]
     read = DOCUMENT["components"]["schemas"]["ApiKeyRead"]
     assert "secret" not in read["properties"]
+
+
+def _request_models() -> set[type[BaseModel]]:
+    """Every model a request body is made of: the bodies' own and those nested in them."""
+    found: set[type[BaseModel]] = set()
+
+    def visit(annotation: typing.Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.add(annotation)
+                for field in annotation.model_fields.values():
+                    visit(field.annotation)
+        for argument in typing.get_args(annotation):
+            visit(argument)
+
+    for route in iter_api_routes(create_app()):
+        if route.body_field is not None:
+            visit(route.body_field.field_info.annotation)
+    return found
+
+
+def _allows_null(schema: dict) -> bool:
+    return schema.get("type") == "null" or any(_allows_null(option) for option in schema.get("anyOf", []))
+
+
+def test_a_field_is_nullable_in_the_document_exactly_when_the_api_takes_null():
+    models = _request_models()
+    assert {"TenantUpdate", "WebhookEndpointUpdate", "PaymentIntentCreate"} <= {model.__name__ for model in models}
+    for model in models:
+        assert issubclass(model, Input), model.__name__
+        documented = DOCUMENT["components"]["schemas"][model.__name__]
+        for name, field_schema in documented["properties"].items():
+            try:
+                model.model_validate({name: None})
+                refused = False
+            except ValidationError as error:
+                refused = any(tuple(e["loc"])[:1] == (name,) for e in error.errors())
+            nullable = _allows_null(field_schema)
+            assert nullable != refused, f"{model.__name__}.{name}: the document says nullable={nullable}, the API refuses null={refused}"
+            if not nullable:
+                assert field_schema.get("default", "absent") is not None, f"{model.__name__}.{name}: default null on a non-nullable field"
+
+
+def test_fields_left_out_but_never_null_are_not_nullable():
+    for model, names in (("TenantUpdate", ("name", "payout_addresses", "approvers")), ("WebhookEndpointUpdate", ("url", "enabled_events", "description", "disabled"))):
+        properties = DOCUMENT["components"]["schemas"][model]["properties"]
+        for name in names:
+            assert not _allows_null(properties[name]) and "default" not in properties[name], (model, name, properties[name])
+
+
+def test_asset_is_an_enum_of_the_assets_the_api_knows():
+    asset = DOCUMENT["components"]["schemas"]["PaymentIntentCreate"]["properties"]["asset"]
+    every_token = Settings(env="test", contracts={name: "0x" + "1" * 40 for name in TEST_TOKEN_NAMES})
+    assert asset["type"] == "string" and sorted(asset["enum"]) == sorted(every_token.assets())
+
+
+def test_the_description_says_integers_are_json_integers():
+    assert "an integer field takes a JSON integer" in DOCUMENT["info"]["description"]
+    amount = DOCUMENT["components"]["schemas"]["PaymentIntentCreate"]["properties"]["amount"]
+    assert {option["type"] for option in amount["anyOf"]} == {"integer", "string"} and "Never a float" in amount["description"]
