@@ -113,7 +113,9 @@ class ChainWatcherActivities:
                     result.next_block = cursor
                 continue
             if head != last_head_told:
-                for intent_id in await chain_db.intents_confirming(self._pool, chain_id=input.chain_id):
+                for intent_id in await chain_db.intents_confirming(
+                    self._pool, chain_id=input.chain_id, head_block_number=head, last_head_told=last_head_told
+                ):
                     await self._signal(intent_id, SIGNAL_HEAD_ADVANCED, HeadSignal(head), result)
                 await self._post_unattributed(input, head, result)
                 last_head_told = head

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.confirmations import CONFIRMATIONS_MAX
+
 BLOCKS_KEPT_PER_CHAIN = 256
 
 
@@ -331,12 +333,25 @@ async def mark_unattributed_posted(pool: asyncpg.Pool, *, payment: UnattributedP
     return True
 
 
-async def intents_confirming(pool: asyncpg.Pool, *, chain_id: int, limit: int = 1000) -> list[str]:
-    """Open intents that have payments still counting confirmations: they want each new head."""
+async def intents_confirming(
+    pool: asyncpg.Pool, *, chain_id: int, head_block_number: int, last_head_told: int, limit: int = 1000
+) -> list[str]:
+    """Intents with a payment that was still short of its confirmations at the last head told: they
+    want this head, and only until the payment is confirmed, so an intent is told of at most
+    `confirmations_required` heads per payment (an underpaid intent whose payments are all
+    confirmed is not told of every block). Whatever its status: a late payment in the intent's
+    late window confirms this way too."""
     rows = await pool.fetch(
-        "SELECT id FROM payment_intents WHERE chain_id = $1 AND status = 'processing' ORDER BY created_at LIMIT $2",
-        chain_id,
-        limit,
+        """
+        SELECT i.id FROM payment_intents i
+        WHERE i.id IN (
+            SELECT p.intent_id FROM intent_payments p JOIN payment_intents pi ON pi.id = p.intent_id
+            WHERE p.chain_id = $1 AND p.block_number > $2::bigint - $3::bigint AND NOT p.orphaned AND NOT p.unattributed
+              AND p.block_number + pi.confirmations_required - 1 > $5::bigint
+        )
+        ORDER BY i.created_at LIMIT $4
+        """,
+        chain_id, head_block_number, CONFIRMATIONS_MAX, limit, last_head_told,
     )
     return [row["id"] for row in rows]
 

@@ -169,6 +169,12 @@ async def test_underpaid_then_topped_up(intent_worker, private_chain, temporal_c
     _mine(private_chain, 3)
     view = await _wait_view(handle, lambda v: v.amount_remaining == "1000000" and all(p.confirmations >= 2 for p in v.payments))
     assert view.status == "processing"
+    # Confirmed but short: new blocks are not news to it (each would be a signal and a workflow task).
+    signals_before = (await _history_event_types(handle)).count("workflow_execution_signaled_event_attributes")
+    for _ in range(5):
+        _mine(private_chain, 1)
+        await asyncio.sleep(0.3)
+    assert (await _history_event_types(handle)).count("workflow_execution_signaled_event_attributes") == signals_before
     _pay(private_chain, token=input.token_address, to=view.deposit_address, amount=1_000_000)
     _mine(private_chain, 1)
     view = await _wait_view(handle, lambda v: v.status == "succeeded")
