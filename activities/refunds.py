@@ -13,10 +13,10 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.ledger_postings import ensure_accounts, ledger_account_id, result_code
+from activities.ledger_postings import account_key, ensure_accounts, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
-from domain.ledger import CreateTransferResult, NewTransfer, PendingStatus, TransferFlags
+from domain.ledger import AccountCode, AccountKey, CreateTransferResult, NewTransfer, PendingStatus, TransferFlags, parse_account_id
 from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
 
 TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
@@ -113,15 +113,12 @@ class RefundActivities:
         """Pending transfers out of `unallocated` / `merchant_available` into `treasury`, linked:
         all or none. The accounts' flags refuse an overdraft."""
         legs = _legs(input)
-        await ensure_accounts(
-            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id,
-            codes={leg.debit_code for leg in legs} | {leg.credit_code for leg in legs},
-        )
+        await ensure_accounts(self._ledger, keys=[_account(input, code) for leg in legs for code in (leg.debit_code, leg.credit_code)])
         transfers = [
             NewTransfer(
                 id=leg.reserve_transfer_id,
-                debit_account_id=_account(input, leg.debit_code),
-                credit_account_id=_account(input, leg.credit_code),
+                debit_account_id=_account(input, leg.debit_code).id,
+                credit_account_id=_account(input, leg.credit_code).id,
                 amount=leg.amount_base_units,
                 ledger=input.ledger_id,
                 asset=input.asset_key,
@@ -140,7 +137,7 @@ class RefundActivities:
             return
         transfer, code = cause
         if code == CreateTransferResult.EXCEEDS_CREDITS:
-            merchant = transfer.debit_account_id.endswith("/merchant_available")
+            merchant = parse_account_id(transfer.debit_account_id).code is AccountCode.MERCHANT_AVAILABLE
             source = "the merchant's available balance" if merchant else "the unallocated funds"
             raise ApplicationError(
                 f"{source} cannot cover {transfer.amount} base units ({transfer.id}: {code})", type=INSUFFICIENT_BALANCE, non_retryable=True
@@ -208,8 +205,8 @@ def _legs(input: ReservationInput) -> list[ReservationLeg]:
     return reservation_legs(input.refund_id, funding)
 
 
-def _account(input: ReservationInput, code: str) -> str:
-    return ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code)
+def _account(input: ReservationInput, code: str) -> AccountKey:
+    return account_key(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code)
 
 
 def _view(refund: refunds_db.StoredRefund) -> RefundView:

@@ -61,10 +61,10 @@ async def _hello(description: dict) -> None:
 async def _payment_intent(description: dict) -> None:
     from web3 import Web3
 
-    from activities.ledger_postings import ledger_account_id
     from contracts import load_artifact
     from db.ledger_store import LedgerStore
     from db.settings import Settings
+    from domain.ledger import account_id
 
     api = httpx.AsyncClient(base_url=description["api_url"], timeout=30)
     admin = {"Authorization": f"Bearer {description['admin_api_key']}"}
@@ -141,11 +141,11 @@ async def _payment_intent(description: dict) -> None:
             ledger = LedgerStore(pool)
             asset_key = f"evm:{description['chain_id']}:usdc"
             codes = ["customer_deposits", "merchant_available", "platform_fees", "treasury"]
-            ids = [ledger_account_id(ledger_id=tenant["id"], asset_key=asset_key, code=code) for code in codes]
+            ids = [account_id(ledger=tenant["id"], asset=asset_key, code=code) for code in codes]
             accounts = {account.id: account for account in await ledger.lookup_accounts(ids)}
             say("the ledger (debits - credits, base units):")
-            for code, account_id in zip(codes, ids):
-                account = accounts.get(account_id)
+            for code, id_ in zip(codes, ids):
+                account = accounts.get(id_)
                 balance = account.debits_posted - account.credits_posted if account else 0
                 print(f"      {code:<20} {balance:>14}", flush=True)
             await ledger.close()

@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.ledger_postings import ledger_account_id
+from domain.ledger import account_id
 from contracts import load_artifact
 from db.ledger_store import LedgerStore
 from db.settings import Settings
@@ -111,11 +111,11 @@ async def _wait_swept(db_pool, intent_id: str, amount: int, timeout_s: float = 3
 
 async def _balances(ledger: LedgerStore, input: PaymentIntentInput) -> dict[str, int]:
     codes = ["customer_deposits", "treasury", "merchant_available", "platform_fees", "unallocated"]
-    ids = [ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code) for code in codes]
+    ids = [account_id(ledger=input.ledger_id, asset=input.asset_key, code=code) for code in codes]
     accounts = {a.id: a for a in await ledger.lookup_accounts(ids)}
     result = {}
-    for code, account_id in zip(codes, ids):
-        account = accounts.get(account_id)
+    for code, id_ in zip(codes, ids):
+        account = accounts.get(id_)
         result[code] = 0 if account is None else account.debits_posted - account.credits_posted
     return result
 
