@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from temporalio.exceptions import ApplicationError
 
 from db.ledger_store import LedgerStore
+from domain.errors import LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED
 from domain.ledger import AccountCode, AccountKey, CreateAccountResult, CreateTransferResult, NewTransfer, TransferFlags
 from domain.payment_intents import LedgerMove
 
@@ -20,7 +21,7 @@ def account_key(*, ledger_id: str, asset_key: str, code: str) -> AccountKey:
     try:
         return AccountKey(ledger=ledger_id, asset=asset_key, code=AccountCode(code))
     except ValueError as error:
-        raise ApplicationError(str(error), type="LedgerAccountRefused", non_retryable=True) from error
+        raise ApplicationError(str(error), type=LEDGER_ACCOUNT_REFUSED, non_retryable=True) from error
 
 
 async def post_moves(ledger: LedgerStore, *, ledger_id: str, asset_key: str, moves: Sequence[LedgerMove], linked: bool) -> None:
@@ -47,7 +48,7 @@ async def post_moves(ledger: LedgerStore, *, ledger_id: str, asset_key: str, mov
     for transfer, result in zip(transfers, await ledger.create_transfers(transfers)):
         code = result_code(result)
         if code not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
-            raise ApplicationError(f"transfer {transfer.id}: {code}", type="LedgerTransferRefused", non_retryable=True)
+            raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
 
 
 async def ensure_accounts(ledger: LedgerStore, *, keys: Iterable[AccountKey]) -> None:
@@ -56,7 +57,7 @@ async def ensure_accounts(ledger: LedgerStore, *, keys: Iterable[AccountKey]) ->
     accounts = [key.new_account() for key in sorted(set(keys), key=lambda key: key.id)]
     for account, result in zip(accounts, await ledger.create_accounts(accounts)):
         if result_code(result) not in (CreateAccountResult.OK, CreateAccountResult.EXISTS):
-            raise ApplicationError(f"account {account.id}: {result_code(result)}", type="LedgerAccountRefused", non_retryable=True)
+            raise ApplicationError(f"account {account.id}: {result_code(result)}", type=LEDGER_ACCOUNT_REFUSED, non_retryable=True)
 
 
 def result_code(result: object) -> object:

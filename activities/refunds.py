@@ -16,21 +16,15 @@ from temporalio.exceptions import ApplicationError
 from activities.ledger_postings import account_key, ensure_accounts, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
+from domain.errors import LEDGER_TRANSFER_REFUSED, REFUNDS_UNAVAILABLE
+from domain.errors import REFUND_ADDRESS_REFUSED as ADDRESS_REFUSED
+from domain.errors import REFUND_INSUFFICIENT_BALANCE as INSUFFICIENT_BALANCE
+from domain.errors import REFUND_TREASURY_SHORT as TREASURY_SHORT
 from domain.ledger import AccountCode, AccountKey, CreateTransferResult, NewTransfer, PendingStatus, TransferFlags, parse_account_id
 from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
 
 TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
 REFUND_TRANSFER_CODE = "refund"
-
-# Business outcomes the workflow turns into a failed refund; never retried.
-INSUFFICIENT_BALANCE = "RefundInsufficientBalance"
-REFUNDS_UNAVAILABLE = "RefundsUnavailable"
-ADDRESS_REFUSED = "RefundAddressRefused"
-LEDGER_TRANSFER_REFUSED = "LedgerTransferRefused"
-LEDGER_ACCOUNT_REFUSED = "LedgerAccountRefused"
-# Retried until the workflow's wait runs out: the tenant's treasury account lacks the money (the
-# intent's sweep is not posted yet).
-TREASURY_SHORT = "RefundTreasuryShort"
 
 
 @dataclass(frozen=True)

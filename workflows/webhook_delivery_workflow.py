@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookActivities,
         WebhookDeliveryInput,
     )
+    from domain.errors import WEBHOOK_DELIVERY_NOT_FOUND
     from domain.webhooks import THROTTLED_WAITS_PER_ATTEMPT_MAX
 
 from workflows.retry_policies import NEVER_RETRIED
@@ -38,7 +39,7 @@ ATTEMPT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=100,
-    non_retryable_error_types=["WebhookDeliveryNotFound", *NEVER_RETRIED],
+    non_retryable_error_types=[WEBHOOK_DELIVERY_NOT_FOUND, *NEVER_RETRIED],
 )
 
 

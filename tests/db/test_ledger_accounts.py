@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ledger_postings import ensure_accounts, post_moves
 from db.ledger_invariants import check_ledger_invariants
 from db.ledger_store import LedgerStore
+from domain.errors import LEDGER_ACCOUNT_REFUSED
 from domain.ledger import AccountCode, AccountFlags, AccountKey, CreateAccountResult, CreateTransferResult, NewAccount, NewTransfer
 from domain.payment_intents import LedgerMove, Settlement, settlement_moves
 
@@ -86,7 +87,7 @@ async def test_a_move_to_an_unknown_code_is_refused_for_good(store, unique_id):
     move = LedgerMove(f"pi_{unique_id}/x", "customer_deposits", "vault", 1)
     with pytest.raises(ApplicationError) as raised:
         await post_moves(store, ledger_id=f"ten_{unique_id}", asset_key=ASSET, moves=[move], linked=False)
-    assert raised.value.type == "LedgerAccountRefused" and raised.value.non_retryable
+    assert raised.value.type == LEDGER_ACCOUNT_REFUSED and raised.value.non_retryable
 
 
 async def test_the_invariants_report_accounts_off_the_scheme(store, db_pool, unique_id):

@@ -399,7 +399,7 @@ async def test_an_intent_the_database_refuses_fails_its_creation_at_once_and_lea
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.exceptions import ApplicationError
 
-    from domain.payment_intents import REGISTRATION_FAILED
+    from domain.errors import INTENT_REGISTRATION_FAILED
 
     input = _input(intent_worker["settings"])
     input.description = "a NUL \x00 byte"
@@ -408,7 +408,7 @@ async def test_an_intent_the_database_refuses_fails_its_creation_at_once_and_lea
         await asyncio.wait_for(start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"]), timeout=20)
     assert asyncio.get_running_loop().time() - started < 10
     cause = raised.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == REGISTRATION_FAILED
+    assert isinstance(cause, ApplicationError) and cause.type == INTENT_REGISTRATION_FAILED
     assert "\x00" not in str(cause)
     handle = temporal_client.get_workflow_handle(input.intent_id)
     assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
