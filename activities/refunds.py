@@ -159,7 +159,7 @@ class RefundActivities:
             if code not in _SUCCESSFUL:
                 # Resolved the other way, or never reserved: the workflow's order forbids both.
                 raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
-        activity.logger.info("refund %s reservation %s", input.reservation.refund_id, "posted" if input.post else "voided")
+        activity.logger.info("refund %s reservation %s", input.reservation.refund_id, PendingStatus.POSTED if input.post else PendingStatus.VOIDED)
 
     @activity.defn
     async def record_refund_change(self, change: RefundChange) -> RefundView:

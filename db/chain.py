@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.payment_intents import IntentStatus
+
 BLOCKS_KEPT_PER_CHAIN = 256
 
 
@@ -334,9 +336,10 @@ async def mark_unattributed_posted(pool: asyncpg.Pool, *, payment: UnattributedP
 async def intents_confirming(pool: asyncpg.Pool, *, chain_id: int, limit: int = 1000) -> list[str]:
     """Open intents that have payments still counting confirmations: they want each new head."""
     rows = await pool.fetch(
-        "SELECT id FROM payment_intents WHERE chain_id = $1 AND status = 'processing' ORDER BY created_at LIMIT $2",
+        "SELECT id FROM payment_intents WHERE chain_id = $1 AND status = $3 ORDER BY created_at LIMIT $2",
         chain_id,
         limit,
+        IntentStatus.PROCESSING.value,
     )
     return [row["id"] for row in rows]
 

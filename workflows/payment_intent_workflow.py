@@ -330,7 +330,7 @@ async def start_payment_intent(client, input: PaymentIntentInput, *, task_queue:
         search_attributes=search_attributes(
             kind="payment_intent",
             tenant=input.tenant_id,
-            status="requires_payment",
+            status=IntentStatus.REQUIRES_PAYMENT.value,
             chain=chain_attribute(input.chain_id) if input.deposit_address else None,
             deposit_address=input.deposit_address.lower() if input.deposit_address else None,
         ),

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.refunds import (
         RefundFailureCode,
         RefundInput,
+        RefundRunOutcome,
         RefundStatus,
         RefundView,
         refund_event_id,
@@ -80,7 +81,7 @@ class RefundWorkflow:
         )
         if begun is None:
             # The API's transaction rolled back after starting us: no refund exists.
-            self._view = RefundView(id=input.refund_id, status="abandoned")
+            self._view = RefundView(id=input.refund_id, status=RefundRunOutcome.ABANDONED.value)
             return self._view
         self._view = begun
         if begun.status != RefundStatus.PENDING.value:
