@@ -198,7 +198,7 @@ class ChainWatcherActivities:
             ledger_id = payment.tenant_id
             key = asset_key(chain_id=payment.chain_id, code=payment.asset)
             await post_moves(
-                self._ledger, ledger_id=ledger_id, asset_key=key, tenant_id=payment.tenant_id,
+                self._ledger, ledger_id=ledger_id, asset_key=key,
                 moves=unattributed_moves(payment.intent_id, tx_hash=payment.tx_hash, log_index=payment.log_index,
                                          amount_base_units=payment.amount_base_units),
                 linked=False,

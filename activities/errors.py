@@ -1,14 +1,12 @@
-"""The project's own exceptions for third-party failures, translated at the boundary, and the
-error types that workflows list as never worth retrying."""
+"""The project's own exceptions for third-party failures, translated at the boundary; data errors
+become `DataRefused` (domain.errors), which no retry mends."""
 
 from __future__ import annotations
 
 import asyncpg
 from temporalio.exceptions import ApplicationError
 
-# A database refused what an activity wrote (a value it cannot store, a broken constraint). The
-# same write fails the same way every time: retrying it would only hide it.
-DATA_REFUSED = "DataRefused"
+from domain.errors import DATA_REFUSED
 
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,  # SQLSTATE class 22: a NUL byte in text, a value out of range, bad encoding

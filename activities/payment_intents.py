@@ -79,7 +79,7 @@ class PaymentIntentActivities:
         """Read model + payments' flags + events, in one transaction; safe to run again."""
         input, view = record.input, record.view
         await post_moves(
-            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id, moves=record.moves, linked=True
+            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, moves=record.moves, linked=True
         )
         async with self._pool.acquire() as connection, connection.transaction():
             if record.register:

@@ -13,23 +13,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.chains import ChainAdapter
-from activities.ledger_postings import ensure_accounts, ledger_account_id, result_code
+from activities.ledger_postings import account_key, ensure_accounts, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
-from domain.ledger import CreateTransferResult, NewTransfer, PendingStatus, TransferFlags
+from domain.errors import LEDGER_TRANSFER_REFUSED, REFUNDS_UNAVAILABLE
+from domain.errors import REFUND_ADDRESS_REFUSED as ADDRESS_REFUSED
+from domain.errors import REFUND_INSUFFICIENT_BALANCE as INSUFFICIENT_BALANCE
+from domain.errors import REFUND_TREASURY_SHORT as TREASURY_SHORT
+from domain.ledger import AccountCode, AccountKey, CreateTransferResult, NewTransfer, PendingStatus, TransferFlags, parse_account_id
 from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
 
 REFUND_TRANSFER_CODE = "refund"
-
-# Business outcomes the workflow turns into a failed refund; never retried.
-INSUFFICIENT_BALANCE = "RefundInsufficientBalance"
-REFUNDS_UNAVAILABLE = "RefundsUnavailable"
-ADDRESS_REFUSED = "RefundAddressRefused"
-LEDGER_TRANSFER_REFUSED = "LedgerTransferRefused"
-LEDGER_ACCOUNT_REFUSED = "LedgerAccountRefused"
-# Retried until the workflow's wait runs out: the tenant's treasury account lacks the money (the
-# intent's sweep is not posted yet).
-TREASURY_SHORT = "RefundTreasuryShort"
 
 
 @dataclass(frozen=True)
@@ -115,15 +109,12 @@ class RefundActivities:
         """Pending transfers out of `unallocated` / `merchant_available` into `treasury`, linked:
         all or none. The accounts' flags refuse an overdraft."""
         legs = _legs(input)
-        await ensure_accounts(
-            self._ledger, ledger_id=input.ledger_id, asset_key=input.asset_key, tenant_id=input.tenant_id,
-            codes={leg.debit_code for leg in legs} | {leg.credit_code for leg in legs},
-        )
+        await ensure_accounts(self._ledger, keys=[_account(input, code) for leg in legs for code in (leg.debit_code, leg.credit_code)])
         transfers = [
             NewTransfer(
                 id=leg.reserve_transfer_id,
-                debit_account_id=_account(input, leg.debit_code),
-                credit_account_id=_account(input, leg.credit_code),
+                debit_account_id=_account(input, leg.debit_code).id,
+                credit_account_id=_account(input, leg.credit_code).id,
                 amount=leg.amount_base_units,
                 ledger=input.ledger_id,
                 asset=input.asset_key,
@@ -142,7 +133,7 @@ class RefundActivities:
             return
         transfer, code = cause
         if code == CreateTransferResult.EXCEEDS_CREDITS:
-            merchant = transfer.debit_account_id.endswith("/merchant_available")
+            merchant = parse_account_id(transfer.debit_account_id).code is AccountCode.MERCHANT_AVAILABLE
             source = "the merchant's available balance" if merchant else "the unallocated funds"
             raise ApplicationError(
                 f"{source} cannot cover {transfer.amount} base units ({transfer.id}: {code})", type=INSUFFICIENT_BALANCE, non_retryable=True
@@ -170,7 +161,7 @@ class RefundActivities:
             if code not in _SUCCESSFUL:
                 # Resolved the other way, or never reserved: the workflow's order forbids both.
                 raise ApplicationError(f"transfer {transfer.id}: {code}", type=LEDGER_TRANSFER_REFUSED, non_retryable=True)
-        activity.logger.info("refund %s reservation %s", input.reservation.refund_id, "posted" if input.post else "voided")
+        activity.logger.info("refund %s reservation %s", input.reservation.refund_id, PendingStatus.POSTED if input.post else PendingStatus.VOIDED)
 
     @activity.defn
     async def record_refund_change(self, change: RefundChange) -> RefundView:
@@ -210,8 +201,8 @@ def _legs(input: ReservationInput) -> list[ReservationLeg]:
     return reservation_legs(input.refund_id, funding)
 
 
-def _account(input: ReservationInput, code: str) -> str:
-    return ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code)
+def _account(input: ReservationInput, code: str) -> AccountKey:
+    return account_key(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code)
 
 
 def _view(refund: refunds_db.StoredRefund) -> RefundView:

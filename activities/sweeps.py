@@ -87,7 +87,6 @@ class SweepActivities:
                 self._ledger,
                 ledger_id=item.ledger_id,
                 asset_key=item.asset_key,
-                tenant_id=item.tenant_id,
                 moves=sweep_moves(item.intent_id, swept_before=item.swept_before_base_units, total=item.target_base_units),
                 linked=False,
             )

@@ -61,10 +61,12 @@ async def _hello(description: dict) -> None:
 async def _payment_intent(description: dict) -> None:
     from web3 import Web3
 
-    from activities.ledger_postings import ledger_account_id
     from contracts import load_artifact
     from db.ledger_store import LedgerStore
     from db.settings import Settings
+    from domain.ledger import account_id
+    from domain.payment_intents import IntentStatus
+    from domain.refunds import RefundStatus
 
     api = httpx.AsyncClient(base_url=description["api_url"], timeout=30)
     admin = {"Authorization": f"Bearer {description['admin_api_key']}"}
@@ -124,9 +126,9 @@ async def _payment_intent(description: dict) -> None:
                 seen.append(current["status"])
                 say(f"  intent status: {current['status']} (received {current['amount_received']} base units)")
             swept = await api.get("/v1/events", headers=merchant, params={"object_id": intent["id"], "type": "payment_intent.swept"})
-            if current["status"] == "succeeded" and swept.status_code == 200 and swept.json()["data"]:
+            if current["status"] == IntentStatus.SUCCEEDED and swept.status_code == 200 and swept.json()["data"]:
                 break
-            if current["status"] == "processing" and w3.eth.block_number < receipt["blockNumber"] + DEMO_CONFIRMATIONS - 1:
+            if current["status"] == IntentStatus.PROCESSING and w3.eth.block_number < receipt["blockNumber"] + DEMO_CONFIRMATIONS - 1:
                 # The local chain mines only on demand: new blocks are what confirms the payment.
                 w3.provider.make_request("anvil_mine", [hex(1)])
                 say(f"  a new block: {w3.eth.block_number - receipt['blockNumber'] + 1} of {DEMO_CONFIRMATIONS} confirmations")
@@ -141,11 +143,11 @@ async def _payment_intent(description: dict) -> None:
             ledger = LedgerStore(pool)
             asset_key = f"evm:{description['chain_id']}:usdc"
             codes = ["customer_deposits", "merchant_available", "platform_fees", "treasury"]
-            ids = [ledger_account_id(ledger_id=tenant["id"], asset_key=asset_key, code=code) for code in codes]
+            ids = [account_id(ledger=tenant["id"], asset=asset_key, code=code) for code in codes]
             accounts = {account.id: account for account in await ledger.lookup_accounts(ids)}
             say("the ledger (debits - credits, base units):")
-            for code, account_id in zip(codes, ids):
-                account = accounts.get(account_id)
+            for code, id_ in zip(codes, ids):
+                account = accounts.get(id_)
                 balance = account.debits_posted - account.credits_posted if account else 0
                 print(f"      {code:<20} {balance:>14}", flush=True)
             await ledger.close()
@@ -171,12 +173,12 @@ async def _payment_intent(description: dict) -> None:
         refund = response.json()
         say(f"the merchant refunded 5.00 USDC to {refund_to}: refund {refund['id']} ({refund['status']})")
         deadline = time.monotonic() + WAIT_S
-        while refund["status"] == "pending" and time.monotonic() < deadline:
+        while refund["status"] == RefundStatus.PENDING and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
             response = await api.get(f"/v1/refunds/{refund['id']}", headers=merchant)
             _expect(response, 200)
             refund = response.json()
-        if refund["status"] != "succeeded":
+        if refund["status"] != RefundStatus.SUCCEEDED:
             raise StackError(f"refund {refund['id']} ended {refund['status']}: {refund.get('failure_code')}")
         say(f"  refund succeeded in tx {refund.get('tx_hash')}: {refund_to} holds {token.functions.balanceOf(refund_to).call()} base units of USDC")
     finally:

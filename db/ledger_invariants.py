@@ -7,7 +7,10 @@ reconciliation workflow. An empty list means the ledger is sound.
 3. no account breaks its flags (debits within credits, credits within debits);
 4. every transfer has the ledger and asset of its accounts;
 5. every pending transfer's status agrees with what resolved it: posted by one post of at most
-   its amount, voided by one void, or nothing for pending and expired ones.
+   its amount, voided by one void, or nothing for pending and expired ones;
+6. every account named in the application's scheme (an id that starts `{ledger}/{asset}/{code}`,
+   domain.ledger.AccountKey) has exactly the id its columns give, its owner stored, and its code's
+   flags from domain.ledger.ACCOUNT_CODES (closing it aside).
 
 The sums take each account's transfers through its (account, seq) indexes, so checking one
 ledger costs that ledger's transfers, not the whole table.
@@ -19,10 +22,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-# TransferFlags bits, as the migration stores them.
-_PENDING = 2
-_POST_PENDING = 4
-_VOID_PENDING = 8
+from domain.ledger import ACCOUNT_CODES, ACCOUNT_ID_SEPARATOR, AccountFlags, TransferFlags
+
+# The flag bits, as the store writes them.
+_PENDING = int(TransferFlags.PENDING)
+_POST_PENDING = int(TransferFlags.POST_PENDING)
+_VOID_PENDING = int(TransferFlags.VOID_PENDING)
+_DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_LIMITS = _DEBITS_MUST_NOT_EXCEED_CREDITS | _CREDITS_MUST_NOT_EXCEED_DEBITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,7 @@ async def check_ledger_invariants(pool: asyncpg.Pool, *, ledger: str | None = No
             violations += await _flags_broken(connection, ledger)
             violations += await _transfers_off_their_accounts(connection, ledger)
             violations += await _pending_resolution_mismatches(connection, ledger)
+            violations += await _accounts_off_their_scheme(connection, ledger)
             return violations
 
 
@@ -123,20 +132,20 @@ async def _balances_not_matching_transfers(connection: asyncpg.Connection, ledge
 
 async def _flags_broken(connection: asyncpg.Connection, ledger: str | None) -> list[Violation]:
     rows = await connection.fetch(
-        """
+        f"""
         SELECT id, ledger, asset, flags,
                (debits_pending + debits_posted)::text AS debits, credits_posted::text AS credits_posted,
                (credits_pending + credits_posted)::text AS credits, debits_posted::text AS debits_posted
         FROM ledger_accounts
         WHERE ($1::text IS NULL OR ledger = $1)
-          AND ((flags & 1 <> 0 AND debits_pending + debits_posted > credits_posted)
-               OR (flags & 2 <> 0 AND credits_pending + credits_posted > debits_posted))
+          AND ((flags & {_DEBITS_MUST_NOT_EXCEED_CREDITS} <> 0 AND debits_pending + debits_posted > credits_posted)
+               OR (flags & {_CREDITS_MUST_NOT_EXCEED_DEBITS} <> 0 AND credits_pending + credits_posted > debits_posted))
         """,
         ledger,
     )
     violations = []
     for row in rows:
-        if row["flags"] & 1:
+        if row["flags"] & _DEBITS_MUST_NOT_EXCEED_CREDITS:
             detail = f"debits_must_not_exceed_credits: debits {row['debits']} > credits posted {row['credits_posted']}"
         else:
             detail = f"credits_must_not_exceed_debits: credits {row['credits']} > debits posted {row['debits_posted']}"
@@ -226,4 +235,40 @@ async def _pending_resolution_mismatches(connection: asyncpg.Connection, ledger:
         )
         for row in orphans
     ]
+    return violations
+
+
+async def _accounts_off_their_scheme(connection: asyncpg.Connection, ledger: str | None) -> list[Violation]:
+    """Accounts named otherwise (the engine's tests, the bench) are not the application's and are
+    left alone. The ledger's own accounts store the ledger as owner and leave it out of their id."""
+    codes = list(ACCOUNT_CODES)
+    rows = await connection.fetch(
+        f"""
+        SELECT a.id, a.ledger, a.asset, a.owner, a.flags, c.flags AS code_flags, expected.id AS expected_id
+        FROM ledger_accounts AS a
+        CROSS JOIN LATERAL (SELECT a.ledger || $4 || a.asset || $4 || a.code AS id) AS own
+        CROSS JOIN LATERAL (SELECT CASE WHEN a.owner = a.ledger THEN own.id ELSE own.id || $4 || a.owner END AS id) AS expected
+        LEFT JOIN unnest($2::text[], $3::integer[]) AS c (code, flags) ON c.code = a.code
+        WHERE ($1::text IS NULL OR a.ledger = $1)
+          AND (a.id = own.id OR starts_with(a.id, own.id || $4))
+          AND (a.id IS DISTINCT FROM expected.id OR c.flags IS NULL OR a.flags & {_LIMITS} <> c.flags)
+        """,
+        ledger,
+        [code.value for code in codes],
+        [int(ACCOUNT_CODES[code].flags) for code in codes],
+        ACCOUNT_ID_SEPARATOR,
+    )
+    violations = []
+    for row in rows:
+        if row["owner"] is None:
+            detail = "no owner stored (the ledger's own accounts store their ledger)"
+        elif row["expected_id"] != row["id"]:
+            detail = f"owner {row['owner']!r}: its id would be {row['expected_id']!r}"
+        elif row["code_flags"] is None:
+            detail = "its code has no rule in domain.ledger.ACCOUNT_CODES"
+        else:
+            detail = f"flags {row['flags']}, its code's are {row['code_flags']}"
+        violations.append(
+            Violation(kind="account_off_its_scheme", ledger=row["ledger"], asset=row["asset"], account_id=row["id"], transfer_id=None, detail=detail)
+        )
     return violations

@@ -211,9 +211,9 @@ async def record_refund(
                 """
                 UPDATE refunds SET status = $2, failure_code = $3, failure_message = $4, tx_hash = COALESCE($5, tx_hash),
                     updated_at = now()
-                WHERE id = $1 AND status = 'pending'
+                WHERE id = $1 AND status = $6
                 """,
-                refund_id, status.value, failure_code, failure_message, tx_hash,
+                refund_id, status.value, failure_code, failure_message, tx_hash, RefundStatus.PENDING.value,
             )
             if status is RefundStatus.SUCCEEDED and changed == "UPDATE 1":
                 # Once, with the status change: a retried call finds the refund no longer pending.

@@ -49,6 +49,11 @@ instead of failing.
 
 Pending transfers with a timeout expire: after `expires_at` they can no longer be posted or
 voided, and `LedgerBatch.expire_pending_transfers` releases their reservations.
+
+The engine takes any account ids and flags. The application's accounts follow one catalogue and
+one id scheme, at the end of the accounts section: `ACCOUNT_CODES` gives each account code its
+flags and normal balance side, and `AccountKey` its id, `{ledger}/{asset}/{code}` for the
+ledger's own accounts and `{ledger}/{asset}/{code}/{owner}` for one held for someone else.
 """
 
 from __future__ import annotations
@@ -502,6 +507,129 @@ def _create_account(new: NewAccount, existing: Account | None) -> CreateAccountR
     if existing.flags != new.flags:
         return R.EXISTS_WITH_DIFFERENT_FLAGS
     return R.EXISTS
+
+
+# ------------------------------------------------------- the application's accounts: codes and ids
+class NormalSide(enum.StrEnum):
+    """The side an account's balance sits on: debit for what the tenant holds (tokens at deposit
+    addresses, in the treasury), credit for what it owes or earned."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCodeRule:
+    normal_side: NormalSide
+    # What every account of the code is created with. Flags are part of an account's identity
+    # (creating it again with other flags is refused), so changing them here needs a migration
+    # of the accounts that exist.
+    flags: AccountFlags
+
+
+# Every account code, once. Debit-normal accounts hold tokens: they can never send more than they
+# received. Credit-normal ones are owed or earned: never paid out beyond what they were credited.
+# A reservation (a pending debit) counts against the limit, so two payouts cannot both take it.
+ACCOUNT_CODES: Mapping[AccountCode, AccountCodeRule] = {
+    AccountCode.TREASURY: AccountCodeRule(NormalSide.DEBIT, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
+    AccountCode.CUSTOMER_DEPOSITS: AccountCodeRule(NormalSide.DEBIT, AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS),
+    AccountCode.MERCHANT_AVAILABLE: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    AccountCode.MERCHANT_RESERVED: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    AccountCode.PLATFORM_FEES: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    AccountCode.AFFILIATE_PAYABLE: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    AccountCode.PAYOUTS_IN_FLIGHT: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    AccountCode.UNALLOCATED: AccountCodeRule(NormalSide.CREDIT, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    # Where integer division leaves its remainders, either way: no limit.
+    AccountCode.ROUNDING: AccountCodeRule(NormalSide.CREDIT, AccountFlags.NONE),
+}
+assert set(ACCOUNT_CODES) == set(AccountCode), "every account code needs its rule"
+
+ACCOUNT_ID_SEPARATOR = "/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountKey:
+    """What identifies one of the application's accounts, and its id.
+
+    Every account has an owner: whose money it holds. The tenant's own accounts (its treasury,
+    the deposits it holds for customers, the merchant's available balance, the platform's fees in
+    its books) are owned by its ledger, and their id leaves the owner out:
+    `{ledger}/{asset}/{code}`. An account held for someone else in the tenant's books (an
+    affiliate's payable balance, a member's deposits, a payout recipient) names its owner:
+    `{ledger}/{asset}/{code}/{owner}`. So ids written before owners existed (always the
+    tenant's own, stored with `owner` = the ledger) are already in this scheme, and an id and
+    its row's columns always agree (`parse_account_id`; db.ledger_invariants checks it).
+
+    The parts are opaque, non-empty and free of "/": an id has one reading. The engine does not
+    require this scheme (its tests and the bench name accounts freely); the application does.
+    """
+
+    ledger: str
+    asset: str
+    code: AccountCode
+    # None: the ledger's own account; stored as the ledger.
+    owner: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, AccountCode):
+            raise TypeError(f"code must be an AccountCode, not {self.code!r}")
+        if self.owner is None:
+            object.__setattr__(self, "owner", self.ledger)
+        for name, length_max in (("ledger", NAME_LENGTH_MAX), ("asset", NAME_LENGTH_MAX), ("owner", ID_LENGTH_MAX)):
+            value = getattr(self, name)
+            _require_text(name, value)
+            if text_problem(value, length_max=length_max) or ACCOUNT_ID_SEPARATOR in value:
+                raise ValueError(f"account {name} {value!r} cannot be part of an account id")
+        if len(self.id) > ID_LENGTH_MAX:
+            raise ValueError(f"account id {self.id!r} is longer than {ID_LENGTH_MAX}")
+
+    @property
+    def owned_by_ledger(self) -> bool:
+        return self.owner == self.ledger
+
+    @property
+    def id(self) -> str:
+        parts = [self.ledger, self.asset, self.code.value]
+        if not self.owned_by_ledger:
+            parts.append(self.owner)
+        return ACCOUNT_ID_SEPARATOR.join(parts)
+
+    def new_account(self) -> NewAccount:
+        """The account to create: its code's flags, its owner stored."""
+        return NewAccount(
+            id=self.id, ledger=self.ledger, asset=self.asset, code=self.code, owner=self.owner, flags=ACCOUNT_CODES[self.code].flags
+        )
+
+
+def account_id(*, ledger: str, asset: str, code: AccountCode | str, owner: str | None = None) -> str:
+    """The id of an account: `{ledger}/{asset}/{code}` for the ledger's own, with `/{owner}` for
+    one held for someone else. Raises ValueError for parts that cannot form an id."""
+    return AccountKey(ledger=ledger, asset=asset, code=AccountCode(code), owner=owner).id
+
+
+def parse_account_id(value: str) -> AccountKey:
+    """The key an account id was built from; ValueError for an id outside the scheme (an
+    unknown code, a missing or extra part, or the ledger named as an owner: that account's id
+    leaves the owner out)."""
+    parts = value.split(ACCOUNT_ID_SEPARATOR)
+    if len(parts) not in (3, 4):
+        raise ValueError(f"account id {value!r} is not {{ledger}}/{{asset}}/{{code}}[/{{owner}}]")
+    ledger, asset, code, *owner = parts
+    if owner and owner[0] == ledger:
+        raise ValueError(f"account id {value!r} names its ledger as owner: its id is {ACCOUNT_ID_SEPARATOR.join(parts[:3])!r}")
+    try:
+        account_code = AccountCode(code)
+    except ValueError:
+        raise ValueError(f"account id {value!r}: unknown account code {code!r}") from None
+    return AccountKey(ledger=ledger, asset=asset, code=account_code, owner=owner[0] if owner else None)
+
+
+def balance_on_normal_side(account: Account) -> int:
+    """An account's posted balance on its code's normal side: what a treasury holds, what a
+    merchant is owed. Negative when it sits on the other side (only a `rounding` account can)."""
+    if ACCOUNT_CODES[account.code].normal_side is NormalSide.DEBIT:
+        return account.debits_posted - account.credits_posted
+    return account.credits_posted - account.debits_posted
 
 
 # --------------------------------------------------------------------------------- transfers

@@ -26,9 +26,6 @@ PAYMENTS_PER_INTENT_MAX = 100
 PAYMENTS_RESERVED_TO_COMPLETE = 10
 # A token transfer's amount is a uint256: anything larger did not come from a chain.
 AMOUNT_BASE_UNITS_MAX = 2**256 - 1
-# The error type a creation call gets when its intent could not be stored (a data error no retry mends).
-REGISTRATION_FAILED = "IntentRegistrationFailed"
-
 
 class IntentStatus(StrEnum):
     REQUIRES_PAYMENT = "requires_payment"

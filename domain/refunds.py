@@ -41,6 +41,14 @@ class RefundStatus(StrEnum):
 TERMINAL_REFUND_STATUSES = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
 
 
+class RefundRunOutcome(StrEnum):
+    """What RefundWorkflow's view can say besides a RefundStatus. Never stored, never an API
+    object's status: no refund exists."""
+
+    # The API's transaction rolled back after it started the workflow.
+    ABANDONED = "abandoned"
+
+
 class RefundFailureCode(StrEnum):
     # The ledger refused the reservation: the merchant's available balance (or the intent's
     # unallocated money) cannot cover it. Nothing was sent.

@@ -111,6 +111,31 @@ class DeliveryStatus(StrEnum):
 DELIVERY_STATUSES_FINAL = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED})
 
 
+class AttemptKind(StrEnum):
+    """What one attempt tells the delivery workflow (`AttemptWebhookDeliveryResult.kind`)."""
+
+    DELIVERED = "delivered"
+    # Not this time: try again after `retry_in_s`.
+    RETRY = "retry"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The endpoint had no free slot: wait `retry_in_s`, then ask again (not an attempt).
+    THROTTLED = "throttled"
+
+
+class DeliveryRunStatus(StrEnum):
+    """A delivery workflow's live status (its `state` query, its search attribute): a round's
+    steps, then the delivery's final status."""
+
+    PENDING = DeliveryStatus.PENDING.value
+    ATTEMPTING = "attempting"
+    WAITING_FOR_SLOT = "waiting_for_slot"
+    RETRYING = "retrying"
+    DELIVERED = DeliveryStatus.DELIVERED.value
+    FAILED = DeliveryStatus.FAILED.value
+    CANCELLED = DeliveryStatus.CANCELLED.value
+
+
 class ErrorKind(StrEnum):
     """What went wrong when no HTTP status came back."""
 

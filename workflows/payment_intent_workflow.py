@@ -25,10 +25,10 @@ with workflow.unsafe.imports_passed_through():
         IntentRecord,
         PaymentIntentActivities,
     )
+    from domain.errors import INTENT_REGISTRATION_FAILED
     from domain.payment_intents import (
         AMOUNT_BASE_UNITS_MAX,
         PAYMENTS_PER_INTENT_MAX,
-        REGISTRATION_FAILED,
         TERMINAL_STATUSES,
         IntentRuleViolation,
         IntentState,
@@ -96,7 +96,7 @@ class PaymentIntentWorkflow:
             # never stored. The creation call learns why, and nothing is left running. (A local
             # activity's non-retryable failure arrives as its ApplicationError, not an ActivityError.)
             self._registration_failure = ApplicationError(
-                "the payment intent could not be stored", type=REGISTRATION_FAILED, non_retryable=True
+                "the payment intent could not be stored", type=INTENT_REGISTRATION_FAILED, non_retryable=True
             )
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise self._registration_failure from error
@@ -330,7 +330,7 @@ async def start_payment_intent(client, input: PaymentIntentInput, *, task_queue:
         search_attributes=search_attributes(
             kind="payment_intent",
             tenant=input.tenant_id,
-            status="requires_payment",
+            status=IntentStatus.REQUIRES_PAYMENT.value,
             chain=chain_attribute(input.chain_id) if input.deposit_address else None,
             deposit_address=input.deposit_address.lower() if input.deposit_address else None,
         ),

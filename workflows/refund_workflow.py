@@ -25,11 +25,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 with workflow.unsafe.imports_passed_through():
     from activities.chain_tx import SendTransactionInput, TransactionActivities, WaitTransactionInput
     from activities.refunds import (
-        ADDRESS_REFUSED,
-        INSUFFICIENT_BALANCE,
-        LEDGER_ACCOUNT_REFUSED,
-        LEDGER_TRANSFER_REFUSED,
-        TREASURY_SHORT,
         BeginRefundInput,
         RefundActivities,
         RefundChange,
@@ -37,23 +32,31 @@ with workflow.unsafe.imports_passed_through():
         ReservationInput,
         SettleReservationInput,
     )
+    from domain.errors import (
+        LEDGER_REFUSALS,
+        REFUND_ADDRESS_REFUSED,
+        REFUND_INSUFFICIENT_BALANCE,
+        REFUND_TREASURY_SHORT,
+        TRANSACTION_NEVER_MINED_OR_REVERTED,
+    )
     from domain.refunds import (
         RefundFailureCode,
         RefundInput,
+        RefundRunOutcome,
         RefundStatus,
         RefundView,
         refund_event_id,
         refund_transfer_key,
     )
 
-from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, NEVER_RETRIED, TRANSACTION_NEVER_MINED_OR_REVERTED
+from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, NEVER_RETRIED
 from workflows.search_attributes import SETTLE_STATUS, SETTLE_WALLET
 
 RESERVE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=[INSUFFICIENT_BALANCE, LEDGER_ACCOUNT_REFUSED, LEDGER_TRANSFER_REFUSED, *NEVER_RETRIED],
+    non_retryable_error_types=[REFUND_INSUFFICIENT_BALANCE, *LEDGER_REFUSALS, *NEVER_RETRIED],
 )
 # How long a refund waits for the intent's money to reach the treasury account (its sweep) before
 # it fails with nothing reserved.
@@ -78,7 +81,7 @@ class RefundWorkflow:
         )
         if begun is None:
             # The API's transaction rolled back after starting us: no refund exists.
-            self._view = RefundView(id=input.refund_id, status="abandoned")
+            self._view = RefundView(id=input.refund_id, status=RefundRunOutcome.ABANDONED.value)
             return self._view
         self._view = begun
         if begun.status != RefundStatus.PENDING.value:
@@ -92,7 +95,7 @@ class RefundWorkflow:
                 retry_policy=DB_RETRY,
             )
         except ActivityError as error:
-            code = RefundFailureCode.ADDRESS_REFUSED if _error_type(error) == ADDRESS_REFUSED else RefundFailureCode.REFUNDS_UNAVAILABLE
+            code = RefundFailureCode.ADDRESS_REFUSED if _error_type(error) == REFUND_ADDRESS_REFUSED else RefundFailureCode.REFUNDS_UNAVAILABLE
             return await self._fail(input, code, _message(error))
 
         reservation = ReservationInput(
@@ -113,11 +116,11 @@ class RefundWorkflow:
             )
         except ActivityError as error:
             code = _error_type(error)
-            if code == INSUFFICIENT_BALANCE:
+            if code == REFUND_INSUFFICIENT_BALANCE:
                 return await self._fail(input, RefundFailureCode.INSUFFICIENT_BALANCE, _message(error))
             # Out of time while the treasury account was short: Temporal ends the retries with
             # the last attempt's error, or with a timeout if an attempt was still running.
-            if code == TREASURY_SHORT or isinstance(error.cause, TimeoutError):
+            if code == REFUND_TREASURY_SHORT or isinstance(error.cause, TimeoutError):
                 return await self._fail(
                     input, RefundFailureCode.FUNDS_UNAVAILABLE, f"the payment's funds did not reach the treasury within {RESERVE_WAIT}"
                 )

@@ -13,11 +13,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import DATA_REFUSED
+    from domain.errors import DATA_REFUSED, LEDGER_REFUSALS, TRANSACTION_NEVER_MINED_OR_REVERTED
 
 NEVER_RETRIED = [DATA_REFUSED]
-LEDGER_REFUSALS = ["LedgerAccountRefused", "LedgerTransferRefused"]
-TRANSACTION_NEVER_MINED_OR_REVERTED = ["TransactionWouldRevert", "TransactionReverted", "NonceConflict", "TransactionUnknown"]
 
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

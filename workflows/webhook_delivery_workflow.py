@@ -24,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
         WebhookActivities,
         WebhookDeliveryInput,
     )
-    from domain.webhooks import THROTTLED_WAITS_PER_ATTEMPT_MAX
+    from domain.errors import WEBHOOK_DELIVERY_NOT_FOUND
+    from domain.webhooks import THROTTLED_WAITS_PER_ATTEMPT_MAX, AttemptKind, DeliveryRunStatus
 
 from workflows.retry_policies import NEVER_RETRIED
 from workflows.search_attributes import SETTLE_KIND, SETTLE_STATUS, SETTLE_TENANT
@@ -38,7 +39,7 @@ ATTEMPT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=100,
-    non_retryable_error_types=["WebhookDeliveryNotFound", *NEVER_RETRIED],
+    non_retryable_error_types=[WEBHOOK_DELIVERY_NOT_FOUND, *NEVER_RETRIED],
 )
 
 
@@ -46,8 +47,7 @@ ATTEMPT_RETRY = RetryPolicy(
 class WebhookDeliveryResult:
     delivery_id: str
     round: int
-    # delivered | failed | cancelled
-    status: str
+    status: str  # DeliveryStatus: delivered, failed or cancelled
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -55,7 +55,7 @@ class WebhookDeliveryResult:
 
 @dataclass
 class WebhookDeliveryState:
-    status: str
+    status: str  # DeliveryRunStatus
     attempt_number: int
     throttled_waits: int
     last_status_code: int | None
@@ -71,13 +71,13 @@ class WebhookDeliveryState:
 class WebhookDeliveryWorkflow:
     def __init__(self) -> None:
         self._state = WebhookDeliveryState(
-            status="pending", attempt_number=0, throttled_waits=0, last_status_code=None, last_error=None, next_attempt_in_s=None
+            status=DeliveryRunStatus.PENDING.value, attempt_number=0, throttled_waits=0, last_status_code=None, last_error=None, next_attempt_in_s=None
         )
 
     @workflow.run
     async def run(self, input: WebhookDeliveryInput) -> WebhookDeliveryResult:
         workflow.upsert_search_attributes(
-            [SETTLE_KIND.value_set(KIND), SETTLE_TENANT.value_set(input.tenant_id), SETTLE_STATUS.value_set("pending")]
+            [SETTLE_KIND.value_set(KIND), SETTLE_TENANT.value_set(input.tenant_id), SETTLE_STATUS.value_set(DeliveryRunStatus.PENDING.value)]
         )
         state = self._state
         attempts_max = 1 + len(input.retry_delays_s)
@@ -88,7 +88,7 @@ class WebhookDeliveryWorkflow:
             assert attempt_number <= attempts_max
             state.attempt_number = attempt_number
             state.throttled_waits = throttled_waits
-            state.status = "attempting"
+            state.status = DeliveryRunStatus.ATTEMPTING.value
             result = await workflow.execute_activity_method(
                 WebhookActivities.attempt_webhook_delivery,
                 AttemptWebhookDeliveryInput(
@@ -106,19 +106,19 @@ class WebhookDeliveryWorkflow:
                 heartbeat_timeout=timedelta(seconds=input.heartbeat_timeout_s),
                 retry_policy=ATTEMPT_RETRY,
             )
-            if result.kind == "throttled":
+            if result.kind == AttemptKind.THROTTLED:
                 assert result.retry_in_s is not None
                 throttled_waits += 1
-                state.status = "waiting_for_slot"
+                state.status = DeliveryRunStatus.WAITING_FOR_SLOT.value
                 state.next_attempt_in_s = result.retry_in_s
                 await workflow.sleep(timedelta(seconds=result.retry_in_s))
                 continue
             state.last_status_code = result.status_code
             state.last_error = result.error
-            if result.kind != "retry":
+            if result.kind != AttemptKind.RETRY:
                 break
             assert result.retry_in_s is not None and attempt_number < attempts_max
-            state.status = "retrying"
+            state.status = DeliveryRunStatus.RETRYING.value
             state.next_attempt_in_s = result.retry_in_s
             await workflow.sleep(timedelta(seconds=result.retry_in_s))
             attempt_number += 1

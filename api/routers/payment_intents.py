@@ -58,7 +58,8 @@ from db.webhooks import prepare_notify_url
 from domain.confirmations import ConfirmationsBelowFloor, confirmations_required
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest
-from domain.payment_intents import REGISTRATION_FAILED, TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
+from domain.errors import INTENT_REGISTRATION_FAILED
+from domain.payment_intents import TERMINAL_STATUSES, IntentStatus, PaymentIntentInput
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, Scope
 from domain.webhooks import parse_target_url
 from workflows.payment_intent_workflow import PaymentIntentWorkflow, expires_at_iso, start_payment_intent
@@ -294,7 +295,7 @@ async def create_payment_intent(
         await asyncio.wait_for(start_payment_intent(client, input, task_queue=settings.task_queue), timeout=CREATE_TIMEOUT_S)
     except WorkflowUpdateFailedError as error:
         cause = error.cause
-        if isinstance(cause, ApplicationError) and cause.type == REGISTRATION_FAILED:
+        if isinstance(cause, ApplicationError) and cause.type == INTENT_REGISTRATION_FAILED:
             # Data the database refused past validation: the same request fails the same way.
             logger.error("payment intent %s could not be stored: %s", intent_id, cause.message)
             raise invalid_request("The payment intent could not be stored: a field holds a value that cannot be saved.") from None

@@ -204,7 +204,7 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_evented_once_and_po
     asks the sweeper to move it."""
     import json
 
-    from activities.ledger_postings import ledger_account_id
+    from domain.ledger import account_id
     from domain.money import asset_key
 
     chain_id = private_chain["chain_id"]
@@ -244,11 +244,11 @@ async def test_a_payment_to_a_closed_intent_is_recorded_late_evented_once_and_po
     key = asset_key(chain_id=chain_id, code="usdc")
     accounts = {
         a.id: a for a in await watcher_ledger.lookup_accounts(
-            [ledger_account_id(ledger_id=tenant_id, asset_key=key, code=code) for code in ("customer_deposits", "unallocated")]
+            [account_id(ledger=tenant_id, asset=key, code=code) for code in ("customer_deposits", "unallocated")]
         )
     }
-    deposits = accounts[ledger_account_id(ledger_id=tenant_id, asset_key=key, code="customer_deposits")]
-    unallocated = accounts[ledger_account_id(ledger_id=tenant_id, asset_key=key, code="unallocated")]
+    deposits = accounts[account_id(ledger=tenant_id, asset=key, code="customer_deposits")]
+    unallocated = accounts[account_id(ledger=tenant_id, asset=key, code="unallocated")]
     assert (deposits.debits_posted, unallocated.credits_posted) == (4_321, 4_321)
     sweep = await db_pool.fetchrow("SELECT held_base_units, unattributed_base_units FROM sweep_requests WHERE intent_id = $1", intent_id)
     assert (int(sweep["held_base_units"]), int(sweep["unattributed_base_units"])) == (0, 4_321)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from temporalio.worker import Worker
 
 from activities.chain_watcher import PaymentSignal
-from activities.ledger_postings import ledger_account_id
+from domain.ledger import account_id
 from activities.payment_intents import PaymentIntentActivities
 from db.ledger_store import LedgerStore
 from domain.payment_intents import PaymentIntentInput
@@ -71,7 +71,7 @@ async def test_an_unpaid_intent_expires_after_three_days_and_an_underpaid_one_ke
         events = [r["type"] for r in await db_pool.fetch("SELECT type FROM events WHERE object_id = $1 ORDER BY id", input.intent_id)]
         assert events[0] == "payment_intent.created" and events[-1] == "payment_intent.expired"
     # The underpaid intent's confirmed money is the customer's, in the ledger, and due for a sweep.
-    unallocated_id = ledger_account_id(ledger_id=underpaid.ledger_id, asset_key=underpaid.asset_key, code="unallocated")
+    unallocated_id = account_id(ledger=underpaid.ledger_id, asset=underpaid.asset_key, code="unallocated")
     (unallocated,) = await ledger.lookup_accounts([unallocated_id])
     await ledger.close()
     assert unallocated.credits_posted - unallocated.debits_posted == 1_000

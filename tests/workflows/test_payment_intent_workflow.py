@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.ledger_postings import ledger_account_id
+from domain.ledger import account_id
 from contracts import load_artifact
 from db.ledger_store import LedgerStore
 from db.settings import Settings
@@ -111,11 +111,11 @@ async def _wait_swept(db_pool, intent_id: str, amount: int, timeout_s: float = 3
 
 async def _balances(ledger: LedgerStore, input: PaymentIntentInput) -> dict[str, int]:
     codes = ["customer_deposits", "treasury", "merchant_available", "platform_fees", "unallocated"]
-    ids = [ledger_account_id(ledger_id=input.ledger_id, asset_key=input.asset_key, code=code) for code in codes]
+    ids = [account_id(ledger=input.ledger_id, asset=input.asset_key, code=code) for code in codes]
     accounts = {a.id: a for a in await ledger.lookup_accounts(ids)}
     result = {}
-    for code, account_id in zip(codes, ids):
-        account = accounts.get(account_id)
+    for code, id_ in zip(codes, ids):
+        account = accounts.get(id_)
         result[code] = 0 if account is None else account.debits_posted - account.credits_posted
     return result
 
@@ -405,7 +405,7 @@ async def test_an_intent_the_database_refuses_fails_its_creation_at_once_and_lea
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.exceptions import ApplicationError
 
-    from domain.payment_intents import REGISTRATION_FAILED
+    from domain.errors import INTENT_REGISTRATION_FAILED
 
     input = _input(intent_worker["settings"])
     input.description = "a NUL \x00 byte"
@@ -414,7 +414,7 @@ async def test_an_intent_the_database_refuses_fails_its_creation_at_once_and_lea
         await asyncio.wait_for(start_payment_intent(temporal_client, input, task_queue=intent_worker["task_queue"]), timeout=20)
     assert asyncio.get_running_loop().time() - started < 10
     cause = raised.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == REGISTRATION_FAILED
+    assert isinstance(cause, ApplicationError) and cause.type == INTENT_REGISTRATION_FAILED
     assert "\x00" not in str(cause)
     handle = temporal_client.get_workflow_handle(input.intent_id)
     assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED

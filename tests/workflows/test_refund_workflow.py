@@ -28,7 +28,7 @@ from temporalio.worker import Worker
 
 from activities.chain_tx import SendTransactionInput
 from activities.chains.evm.transactions import EvmTransactionActivities
-from activities.ledger_postings import ledger_account_id
+from domain.ledger import account_id
 from api.app import create_app
 from api.config import ApiSettings
 from api.idempotency import IdempotencyContext
@@ -229,11 +229,11 @@ async def _final(refunds: RefundStack, merchant: TenantHandle, refund_id: str, *
 async def _ledger(refunds: RefundStack, merchant: TenantHandle, asset: str = "usdc") -> dict[str, tuple[int, int]]:
     """Per account code: (posted debits - credits, pending debits - credits)."""
     asset_key = refunds.settings.assets()[asset].key
-    ids = {code: ledger_account_id(ledger_id=merchant.id, asset_key=asset_key, code=code) for code in CODES}
+    ids = {code: account_id(ledger=merchant.id, asset=asset_key, code=code) for code in CODES}
     found = {account.id: account for account in await refunds.clients.ledger.lookup_accounts(list(ids.values()))}
     result = {}
-    for code, account_id in ids.items():
-        account = found.get(account_id)
+    for code, id_ in ids.items():
+        account = found.get(id_)
         result[code] = (0, 0) if account is None else (
             account.debits_posted - account.credits_posted, account.debits_pending - account.credits_pending
         )
