@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 from activities.ledger_postings import ensure_accounts, ledger_account_id, result_code
 from db import refunds as refunds_db
 from db.ledger_store import LedgerStore
+from domain.events import EventType, refund_event_id
 from domain.ledger import CreateTransferResult, NewTransfer, PendingStatus, TransferFlags
-from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
+from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, reservation_legs
 
 TRANSFER_FROM_SELECTOR = function_signature_to_4byte_selector("transferFrom(address,address,uint256)")
 REFUND_TRANSFER_CODE = "refund"
@@ -87,7 +88,7 @@ class RefundActivities:
             return None
         if refund.status == RefundStatus.PENDING:
             refund = await refunds_db.record_refund(
-                self._pool, refund_id=refund.id, events=[(refund_event_id(refund.id, "created"), "refund.created")]
+                self._pool, refund_id=refund.id, events=[(refund_event_id(refund_id=refund.id, status="created"), EventType.REFUND_CREATED)]
             )
         return _view(refund)
 

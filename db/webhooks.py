@@ -22,7 +22,8 @@ import asyncpg
 from Crypto.Cipher import AES
 
 from db.audit import NO_VALUE, Actor, Clause, Connection, fetch_page, new_object_id, record_audit_event
-from db.payment_intents import EventNotFound
+from db.events import NewEvent, insert_events
+from domain.events import EventType, webhook_endpoint_event_id, webhook_endpoint_object
 from domain.pagination import Page, PageRequest
 from domain.tenants import AuditAction
 from domain.webhooks import (
@@ -36,14 +37,12 @@ from domain.webhooks import (
     URL_LENGTH_MAX,
     DeliveryStatus,
     DisabledReason,
-    EndpointEventType,
     EndpointHealth,
     EndpointKind,
     EndpointStatus,
     UrlPolicy,
     WebhookRuleError,
     delivery_id_for,
-    endpoint_event_id,
     format_signing_secret,
     parse_target_url,
     truncate_text,
@@ -158,18 +157,17 @@ class WebhookEndpoint:
 
     def public_data(self) -> dict[str, Any]:
         """The endpoint as an event's `data.object` (and the API's shape): never a secret."""
-        return {
-            "id": self.id,
-            "object": "webhook_endpoint",
-            "url": self.url,
-            "description": self.description,
-            "enabled_events": self.enabled_events,
-            "status": str(self.status),
-            "disabled_reason": str(self.disabled_reason) if self.disabled_reason else None,
-            "health": str(self.health),
-            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
-            "created": int(self.created_at.timestamp()),
-        }
+        return webhook_endpoint_object(
+            id=self.id,
+            url=self.url,
+            description=self.description,
+            enabled_events=self.enabled_events,
+            status=self.status,
+            disabled_reason=self.disabled_reason,
+            health=self.health,
+            failing_since=self.failing_since,
+            created_at=self.created_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -688,13 +686,6 @@ async def list_deliveries_with_attempts(
     return Page(items=items, has_more=result.has_more)
 
 
-async def require_event(connection: Connection, *, tenant_id: str, event_id: str) -> None:
-    """EventNotFound unless the tenant has this event (another tenant's is not found either)."""
-    exists = await connection.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE id = $1 AND tenant_id = $2)", event_id, tenant_id)
-    if not exists:
-        raise EventNotFound(event_id)
-
-
 async def list_attempts(connection: Connection, *, tenant_id: str, delivery_id: str, page: PageRequest) -> Page[WebhookAttempt]:
     """A delivery's attempts, newest first: time, status code, latency, truncated response, error."""
     scope: list[Clause] = [("tenant_id = {}", tenant_id), ("delivery_id = {}", delivery_id)]
@@ -1086,7 +1077,7 @@ async def _endpoint_failed(connection: asyncpg.Connection, *, endpoint_id: str, 
             endpoint_id,
         )
         if row is not None:
-            events.append(await _insert_endpoint_event(connection, endpoint=_endpoint(row), change=EndpointEventType.DISABLED))
+            events.append(await _insert_endpoint_event(connection, endpoint=_endpoint(row), event_type=EventType.WEBHOOK_ENDPOINT_DISABLED))
         return events
     row = await connection.fetchrow(
         """
@@ -1098,26 +1089,19 @@ async def _endpoint_failed(connection: asyncpg.Connection, *, endpoint_id: str, 
         failing_after_s,
     )
     if row is not None:
-        events.append(await _insert_endpoint_event(connection, endpoint=_endpoint(row), change=EndpointEventType.FAILING))
+        events.append(await _insert_endpoint_event(connection, endpoint=_endpoint(row), event_type=EventType.WEBHOOK_ENDPOINT_FAILING))
     return events
 
 
-async def _insert_endpoint_event(connection: asyncpg.Connection, *, endpoint: WebhookEndpoint, change: EndpointEventType) -> str:
+async def _insert_endpoint_event(connection: asyncpg.Connection, *, endpoint: WebhookEndpoint, event_type: EventType) -> str:
     """Tell the tenant through its own webhooks (the events table feeds them, and the API's
     event list): one event per endpoint, change and moment."""
-    at = endpoint.failing_marked_at if change is EndpointEventType.FAILING else endpoint.updated_at
+    at = endpoint.failing_marked_at if event_type is EventType.WEBHOOK_ENDPOINT_FAILING else endpoint.updated_at
     assert at is not None
-    event_id = endpoint_event_id(endpoint_id=endpoint.id, change=str(change), at=at)
-    await connection.execute(
-        """
-        INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)
-        ON CONFLICT (id) DO NOTHING
-        """,
-        event_id,
-        endpoint.tenant_id,
-        str(change),
-        endpoint.id,
-        json.dumps(endpoint.public_data(), sort_keys=True),
+    event_id = webhook_endpoint_event_id(endpoint_id=endpoint.id, event_type=event_type, at=at)
+    await insert_events(
+        connection,
+        events=[NewEvent(id=event_id, tenant_id=endpoint.tenant_id, type=event_type, object_id=endpoint.id, data=endpoint.public_data())],
     )
     return event_id
 
@@ -1174,7 +1158,6 @@ __all__ = [
     "prepare_notify_url",
     "record_attempt",
     "request_redelivery",
-    "require_event",
     "rotate_endpoint_secret",
     "rotate_notify_secret",
     "secret_expirations",

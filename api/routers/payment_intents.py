@@ -42,14 +42,12 @@ from api.schemas_payment_intents import (
 )
 from api.schemas_webhooks import NotifySecretCreated
 from contracts.deposit import intent_deposit_address
+from db.events import EventNotFound, get_event, list_events
 from db.payment_intents import (
-    EventNotFound,
     PaymentIntentNotFound,
     StoredIntent,
     find_payment_intent,
-    get_event,
     get_payment_intent,
-    list_events,
     list_payment_intents,
 )
 from db.settings import Settings

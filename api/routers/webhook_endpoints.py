@@ -34,8 +34,8 @@ from api.schemas_webhooks import (
     WebhookSecretRotation,
 )
 from db.audit import Actor, record_audit_event
+from db.events import EventNotFound, require_event
 from db.webhook_settings import WebhookSettings, get_webhook_settings
-from db.payment_intents import EventNotFound
 from db.webhooks import (
     NOTIFY_SECRET_OBJECT_TYPE,
     SecretBox,
@@ -51,7 +51,6 @@ from db.webhooks import (
     list_deliveries_with_attempts,
     list_endpoints,
     request_redelivery,
-    require_event,
     rotate_endpoint_secret,
     rotate_notify_secret,
     update_endpoint,
