@@ -34,18 +34,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.errors import SettleError
 from activities.webhook_settings import WebhookSettings, get_webhook_settings
-from db.webhooks import (
-    NOTIFY_CHANNEL,
-    AttemptRecord,
-    DeliveryToStart,
-    SecretBox,
-    cancel_delivery,
-    fan_out_events,
-    list_deliveries_to_start,
-    load_attempt_context,
-    mark_deliveries_started,
-    record_attempt,
-)
+from db.secret_box import SecretBox
+from db.webhook_attempts import AttemptRecord, cancel_delivery, load_attempt_context, record_attempt
+from db.webhook_dispatch import NOTIFY_CHANNEL, DeliveryToStart, fan_out_events, list_deliveries_to_start, mark_deliveries_started
 from domain.webhooks import (
     DELIVERY_STATUSES_FINAL,
     JITTER_FRACTION,

@@ -47,7 +47,9 @@ from cli.processes import free_port  # noqa: E402
 from db.events import NewEvent, insert_events  # noqa: E402
 from db.migrate import upgrade_to_heads  # noqa: E402
 from db.pool import create_pool  # noqa: E402
-from db.webhooks import SecretBox, create_endpoint, set_dispatch_route  # noqa: E402
+from db.secret_box import SecretBox  # noqa: E402
+from db.webhook_dispatch import set_dispatch_route  # noqa: E402
+from db.webhook_endpoints import create_endpoint  # noqa: E402
 from domain.events import EventType, intent_event_id  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
 

@@ -217,7 +217,7 @@ def payment_intent_object(
         "metadata": dict(metadata),
         "success_url": success_url,
         "cancel_url": cancel_url,
-        # The webhook dispatcher also delivers every event of the intent here (db.webhooks.fan_out_events).
+        # The webhook dispatcher also delivers every event of the intent here (db.webhook_dispatch.fan_out_events).
         "notify_url": notify_url,
         "expires_at": utc_timestamp(expires_at),
         "created_at": utc_timestamp(created_at),

@@ -52,7 +52,7 @@ from db.payment_intents import (
 )
 from db.settings import Settings
 from db.tenants import get_tenant
-from db.webhooks import prepare_notify_url
+from db.webhook_endpoints import prepare_notify_url
 from domain.confirmations import ConfirmationPolicy
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from db.events import EventNotFound, NewEvent, get_event, insert_events, list_events
-from db.webhooks import set_dispatch_route
+from db.webhook_dispatch import set_dispatch_route
 from domain.events import EventType, intent_event_id
 from domain.pagination import PageRequest
 

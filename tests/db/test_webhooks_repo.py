@@ -7,34 +7,31 @@ import json
 
 import pytest
 
-from activities.webhook_settings import WebhookSettings
 from db.events import EventNotFound, require_event
-from db.webhooks import (
-    AttemptRecord,
-    SecretBox,
-    WebhookConflict,
+from db.secret_box import SecretBox
+from db.webhook_attempts import AttemptRecord, load_attempt_context, record_attempt
+from db.webhook_deliveries import (
     WebhookDeliveryNotFound,
-    WebhookEndpointNotFound,
-    create_endpoint,
-    delete_endpoint,
-    fan_out_events,
     get_delivery,
-    get_endpoint,
     list_attempts,
     list_deliveries,
     list_deliveries_with_attempts,
-    list_deliveries_to_start,
-    list_endpoints,
-    load_attempt_context,
-    mark_deliveries_started,
-    record_attempt,
     request_redelivery,
+)
+from db.webhook_dispatch import fan_out_events, list_deliveries_to_start, mark_deliveries_started, set_dispatch_route
+from db.webhook_endpoints import (
+    WebhookConflict,
+    WebhookEndpointNotFound,
+    create_endpoint,
+    delete_endpoint,
+    get_endpoint,
+    list_endpoints,
     rotate_endpoint_secret,
-    rotate_notify_secret,
     secret_expirations,
-    set_dispatch_route,
     update_endpoint,
 )
+from db.webhook_secrets import rotate_notify_secret
+from db.webhook_settings import WebhookSettings
 from domain.pagination import PageRequest
 from domain.webhooks import (
     ENDPOINTS_PER_TENANT_MAX,
