@@ -41,8 +41,8 @@ from standardwebhooks import Webhook  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.webhook_settings import WebhookSettings  # noqa: E402
-from activities.webhooks import create_webhook_http_client, webhook_activities  # noqa: E402
+from activities.webhook_transport import create_webhook_http_client  # noqa: E402
+from activities.webhooks import webhook_activities  # noqa: E402
 from cli.processes import free_port  # noqa: E402
 from db.events import NewEvent, insert_events  # noqa: E402
 from db.migrate import upgrade_to_heads  # noqa: E402
@@ -50,6 +50,7 @@ from db.pool import create_pool  # noqa: E402
 from db.secret_box import SecretBox  # noqa: E402
 from db.webhook_dispatch import set_dispatch_route  # noqa: E402
 from db.webhook_endpoints import create_endpoint  # noqa: E402
+from db.webhook_settings import WebhookSettings  # noqa: E402
 from domain.events import EventType, intent_event_id  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
 

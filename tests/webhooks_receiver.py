@@ -176,12 +176,13 @@ from datetime import timedelta  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.webhook_settings import WebhookSettings  # noqa: E402
-from activities.webhooks import create_webhook_http_client, webhook_activities  # noqa: E402
+from activities.webhook_transport import create_webhook_http_client  # noqa: E402
+from activities.webhooks import webhook_activities  # noqa: E402
 from db.secret_box import SecretBox  # noqa: E402
 from db.webhook_deliveries import get_delivery  # noqa: E402
 from db.webhook_dispatch import set_dispatch_route  # noqa: E402
 from db.webhook_endpoints import create_endpoint  # noqa: E402
+from db.webhook_settings import WebhookSettings  # noqa: E402
 from tests.events import insert_test_event  # noqa: E402
 from domain.webhooks import DELIVERY_STATUSES_FINAL  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
