@@ -14,9 +14,11 @@ from temporalio import activity
 from activities.ledger_postings import post_moves
 from contracts.deposit import intent_deposit_address
 from db.chain import DepositAddress, register_deposit_address
+from db.events import NewEvent, insert_events
 from db.ledger_store import LedgerStore
 from db.payment_intents import find_payment_intent, stored_intent_object
 from db.sweeps import SweepRequest, request_sweep
+from domain.events import EventType
 from domain.payment_intents import LedgerMove, PaymentIntentInput, PaymentIntentView
 
 
@@ -128,12 +130,12 @@ class PaymentIntentActivities:
                 )
             if record.events:
                 data = await intent_object(connection, intent_id=input.intent_id, view=view)
-                await connection.executemany(
-                    """
-                    INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)
-                    ON CONFLICT (id) DO NOTHING
-                    """,
-                    [(event_id, input.tenant_id, event_type, input.intent_id, json.dumps(data)) for event_id, event_type in record.events],
+                await insert_events(
+                    connection,
+                    events=[
+                        NewEvent(id=event_id, tenant_id=input.tenant_id, type=EventType(event_type), object_id=input.intent_id, data=data)
+                        for event_id, event_type in record.events
+                    ],
                 )
         if record.events:
             activity.logger.info("intent %s: %s", input.intent_id, ", ".join(t for _, t in record.events))

@@ -20,8 +20,9 @@ from domain.errors import LEDGER_TRANSFER_REFUSED, REFUNDS_UNAVAILABLE
 from domain.errors import REFUND_ADDRESS_REFUSED as ADDRESS_REFUSED
 from domain.errors import REFUND_INSUFFICIENT_BALANCE as INSUFFICIENT_BALANCE
 from domain.errors import REFUND_TREASURY_SHORT as TREASURY_SHORT
+from domain.events import EventType, refund_event_id
 from domain.ledger import AccountCode, AccountKey, CreateTransferResult, NewTransfer, PendingStatus, TransferFlags, parse_account_id
-from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, refund_event_id, reservation_legs
+from domain.refunds import RefundFunding, RefundStatus, RefundView, ReservationLeg, reservation_legs
 
 REFUND_TRANSFER_CODE = "refund"
 
@@ -81,7 +82,7 @@ class RefundActivities:
             return None
         if refund.status == RefundStatus.PENDING:
             refund = await refunds_db.record_refund(
-                self._pool, refund_id=refund.id, events=[(refund_event_id(refund.id, "created"), "refund.created")]
+                self._pool, refund_id=refund.id, events=[(refund_event_id(refund_id=refund.id, status="created"), EventType.REFUND_CREATED)]
             )
         return _view(refund)
 

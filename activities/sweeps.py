@@ -14,7 +14,10 @@ from temporalio import activity
 from activities.chains import ChainAdapter
 from activities.ledger_postings import post_moves
 from db import sweeps as sweeps_db
+from db.events import NewEvent, insert_events
 from db.ledger_store import LedgerStore
+from db.payment_intents import find_payment_intent, stored_intent_object
+from domain.events import EventType, intent_swept_event_id
 from domain.payment_intents import sweep_moves
 
 # DepositFactory.SWEEP_BATCH_SIZE_MAX is 100; a first sweep deploys a clone (~70k gas each).
@@ -98,17 +101,23 @@ class SweepActivities:
                     "UPDATE payment_intents SET amount_swept = GREATEST(amount_swept, $2), updated_at = now() WHERE id = $1",
                     item.intent_id, item.target_base_units,
                 )
-                # The event carries the intent as of its latest event, with what is now swept.
-                await connection.execute(
-                    """
-                    INSERT INTO events (id, tenant_id, type, object_id, data)
-                    SELECT $1, $2, 'payment_intent.swept', $3,
-                        jsonb_set(latest.data, '{amount_swept}', to_jsonb($4::text))
-                    FROM (SELECT data FROM events WHERE object_id = $3 AND type LIKE 'payment_intent.%'
-                          ORDER BY created_at DESC, id DESC LIMIT 1) AS latest
-                    ON CONFLICT (id) DO NOTHING
-                    """,
-                    swept_event_id(item.intent_id, item.target_base_units), item.tenant_id, item.intent_id, str(item.target_base_units),
+                # The event carries the intent's read model as this transaction leaves it, through the
+                # API's serializer: what GET answers now.
+                stored = await find_payment_intent(connection, intent_id=item.intent_id)
+                if stored is None:
+                    activity.logger.warning("sweep batch %s: intent %s has no read model, no event", input.batch_id, item.intent_id)
+                    continue
+                await insert_events(
+                    connection,
+                    events=[
+                        NewEvent(
+                            id=intent_swept_event_id(intent_id=item.intent_id, swept_total_base_units=item.target_base_units),
+                            tenant_id=item.tenant_id,
+                            type=EventType.PAYMENT_INTENT_SWEPT,
+                            object_id=item.intent_id,
+                            data=stored_intent_object(stored),
+                        )
+                    ],
                 )
         if items:
             activity.logger.info("sweep batch %s swept %d deposit addresses", input.batch_id, len(items))
@@ -119,8 +128,3 @@ class SweepActivities:
         released = await sweeps_db.release_sweep_batch(self._pool, batch_id=input.batch_id)
         activity.logger.warning("sweep batch %s failed: %d deposit addresses are due again", input.batch_id, released)
         return released
-
-
-def swept_event_id(intent_id: str, swept_total_base_units: int) -> str:
-    return f"evt_{intent_id.removeprefix('pi_')}_swept_{swept_total_base_units}"
-

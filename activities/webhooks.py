@@ -3,28 +3,22 @@ workflow per delivery, and sending one signed attempt.
 
 Sending: the body is the event's canonical envelope; the headers follow Standard Webhooks
 (signed with the specification's own package, every live secret of the endpoint, so a rotation's
-overlap carries both signatures). The request goes through `GuardedTransport`, which resolves the
-host and refuses forbidden addresses at connect time, on the very address it connects to, so DNS
-rebinding cannot slip past the check. Redirects are never followed; connect, read and whole-
-request timeouts are explicit; response bodies are read up to a bound and truncated when logged.
-Concurrency is bounded per endpoint and worker, so one slow endpoint holds a few activity slots
-at most and never delays another tenant.
+overlap carries both signatures). The request goes through the SSRF-guarded client
+(activities.webhook_transport). Redirects are never followed; connect, read and whole-request
+timeouts are explicit; response bodies are read up to a bound and truncated when logged.
+Concurrency is bounded per endpoint and worker (activities.webhook_slots).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import ipaddress
-import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Iterable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 import asyncpg
-import httpcore
 import httpx
 from prometheus_client import Counter, Histogram
 from standardwebhooks.webhooks import Webhook
@@ -32,20 +26,12 @@ from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities.errors import SettleError
-from activities.webhook_settings import WebhookSettings, get_webhook_settings
-from db.webhooks import (
-    NOTIFY_CHANNEL,
-    AttemptRecord,
-    DeliveryToStart,
-    SecretBox,
-    cancel_delivery,
-    fan_out_events,
-    list_deliveries_to_start,
-    load_attempt_context,
-    mark_deliveries_started,
-    record_attempt,
-)
+from activities.webhook_slots import EndpointSlots
+from activities.webhook_transport import GuardedClient, TargetBlocked, webhook_timeout
+from db.secret_box import SecretBox
+from db.webhook_attempts import AttemptRecord, cancel_delivery, load_attempt_context, record_attempt
+from db.webhook_dispatch import NOTIFY_CHANNEL, DeliveryToStart, fan_out_events, list_deliveries_to_start, mark_deliveries_started
+from db.webhook_settings import WebhookSettings, get_webhook_settings
 from domain.webhooks import (
     DELIVERY_STATUSES_FINAL,
     JITTER_FRACTION,
@@ -56,7 +42,6 @@ from domain.webhooks import (
     DeliveryStatus,
     ErrorKind,
     WebhookRuleError,
-    address_block_reason,
     build_envelope,
     decide,
     delivery_workflow_id,
@@ -74,7 +59,6 @@ from domain.webhooks import (
 DELIVERY_WORKFLOW_NAME = "WebhookDeliveryWorkflow"
 # Starting workflows for one batch: this many start calls in flight at once.
 _STARTS_IN_FLIGHT_MAX = 32
-_ADDRESSES_TRIED_MAX = 4
 
 T = TypeVar("T")
 
@@ -155,201 +139,6 @@ class AttemptWebhookDeliveryResult:
     error: str | None = None
 
 
-class TargetBlocked(SettleError):
-    """The URL resolves to an address this deployment may not reach (SSRF guard)."""
-
-
-# ---------------------------------------------------------------------------- SSRF-guarded transport
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, refuses the connection when any address is forbidden, and
-    connects to an address it checked: what was checked is what is reached."""
-
-    def __init__(self, *, allow_private_targets: bool, backend: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self.allow_private_targets = allow_private_targets
-        self._backend = backend or httpcore.AnyIOBackend()
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-        addresses: list[str] = []
-        for _family, _type, _proto, _canonical, sockaddr in infos:
-            address = str(sockaddr[0])
-            if address not in addresses:
-                addresses.append(address)
-        return addresses
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await asyncio.wait_for(self._resolve(host, port), timeout)
-        except (OSError, UnicodeError) as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        except asyncio.TimeoutError as error:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from error
-        for address in addresses:
-            reason = address_block_reason(ipaddress.ip_address(address.split("%", 1)[0]), allow_private_targets=self.allow_private_targets)
-            if reason:
-                # Any forbidden address refuses the host: a name answering with a public and a
-                # private address is exactly what a rebinding attack looks like.
-                raise TargetBlocked(f"{host} resolves to {address}, {reason}")
-        last_error: Exception | None = None
-        for address in addresses[:_ADDRESSES_TRIED_MAX]:
-            try:
-                return await self._backend.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last_error = error
-        if last_error is None:
-            raise httpcore.ConnectError(f"{host} has no address")
-        raise last_error
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None):
-        raise TargetBlocked("webhooks are never sent over unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with the guarded network backend under its connection pool."""
-
-    def __init__(self, *, allow_private_targets: bool, limits: httpx.Limits, verify: bool = True) -> None:
-        super().__init__(limits=limits, verify=verify, trust_env=False, retries=0)
-        # httpx builds its pool without a way to pass a network backend: rebuild it with ours,
-        # keeping the same TLS context and limits (httpx is pinned in constraints.txt).
-        assert isinstance(self._pool, httpcore.AsyncConnectionPool)
-        self.allow_private_targets = allow_private_targets
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self._pool._ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=GuardedNetworkBackend(allow_private_targets=allow_private_targets),
-        )
-
-
-def create_webhook_http_client(settings: WebhookSettings | None = None) -> httpx.AsyncClient:
-    """The HTTP client webhook activities need: SSRF-guarded, no redirects, no proxies from the
-    environment, explicit limits. One per worker; close it when the worker stops."""
-    settings = settings or get_webhook_settings()
-    assert settings.allow_private_targets is not None
-    limits = httpx.Limits(
-        max_connections=settings.http_connections_max,
-        max_keepalive_connections=min(settings.http_connections_max, 100),
-        keepalive_expiry=30.0,
-    )
-    return httpx.AsyncClient(
-        transport=GuardedTransport(allow_private_targets=settings.allow_private_targets, limits=limits),
-        follow_redirects=False,
-        trust_env=False,
-        timeout=_timeout(settings),
-        # Plain bodies only: the logged prefix of a response is readable, and no decompression
-        # runs on a receiver's say-so.
-        headers={"user-agent": settings.user_agent, "accept-encoding": "identity"},
-    )
-
-
-def _timeout(settings: WebhookSettings) -> httpx.Timeout:
-    return httpx.Timeout(
-        connect=settings.connect_timeout_s,
-        read=settings.read_timeout_s,
-        write=settings.read_timeout_s,
-        pool=settings.connect_timeout_s,
-    )
-
-
-# ---------------------------------------------------------------------------- per-endpoint slots
-class EndpointSlots:
-    """At most `running_max` requests in flight per endpoint, and `waiting_max` attempts waiting
-    for one of them; everyone else is told to come back later (the workflow waits on a durable
-    timer, holding no worker slot). Waiters are served in arrival order. Per worker process."""
-
-    @dataclass
-    class _State:
-        running: int = 0
-        waiters: collections.deque = field(default_factory=collections.deque)
-
-    def __init__(self, *, running_max: int, waiting_max: int) -> None:
-        assert running_max >= 1 and waiting_max >= 0
-        self._running_max = running_max
-        self._waiting_max = waiting_max
-        self._states: dict[str, EndpointSlots._State] = {}
-
-    def running(self, key: str) -> int:
-        state = self._states.get(key)
-        return state.running if state else 0
-
-    async def acquire(self, key: str, *, wait_s: float) -> bool:
-        state = self._states.setdefault(key, self._State())
-        if state.running < self._running_max and not state.waiters:
-            state.running += 1
-            return True
-        if len(state.waiters) >= self._waiting_max or wait_s <= 0:
-            self._forget_if_idle(key)
-            return False
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.waiters.append(waiter)
-        try:
-            await asyncio.wait({waiter}, timeout=wait_s)
-        except BaseException:
-            # Cancelled while waiting: a slot handed over in the meantime goes back.
-            if waiter.done() and not waiter.cancelled():
-                self.release(key)
-            else:
-                waiter.cancel()
-                self._discard(key, waiter)
-            raise
-        if waiter.done() and not waiter.cancelled():
-            return True
-        waiter.cancel()
-        self._discard(key, waiter)
-        return False
-
-    def release(self, key: str) -> None:
-        state = self._states[key]
-        while state.waiters:
-            waiter = state.waiters.popleft()
-            if not waiter.done():
-                # The slot passes to the waiter: `running` stays as it is.
-                waiter.set_result(None)
-                return
-        state.running -= 1
-        assert state.running >= 0
-        self._forget_if_idle(key)
-
-    def _discard(self, key: str, waiter: asyncio.Future) -> None:
-        state = self._states.get(key)
-        if state is not None:
-            try:
-                state.waiters.remove(waiter)
-            except ValueError:
-                pass
-            self._forget_if_idle(key)
-
-    def _forget_if_idle(self, key: str) -> None:
-        state = self._states.get(key)
-        if state is not None and state.running == 0 and not state.waiters:
-            del self._states[key]
-
-    @asynccontextmanager
-    async def slot(self, key: str, *, wait_s: float) -> AsyncIterator[bool]:
-        acquired = await self.acquire(key, wait_s=wait_s)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                self.release(key)
-
-
 # ---------------------------------------------------------------------------- sending
 @dataclass(frozen=True)
 class _Response:
@@ -394,10 +183,9 @@ async def _heartbeating(awaitable: Awaitable[T], *, interval_s: float) -> T:
 class WebhookActivities:
     def __init__(self, pool: asyncpg.Pool, http_client: httpx.AsyncClient, *, settings: WebhookSettings | None = None) -> None:
         self._settings = settings or get_webhook_settings()
-        transport = getattr(http_client, "_transport", None)
-        if not isinstance(transport, GuardedTransport):
+        if not isinstance(http_client, GuardedClient):
             raise ValueError("webhook activities need the SSRF-guarded client of create_webhook_http_client()")
-        if transport.allow_private_targets != self._settings.allow_private_targets:
+        if http_client.allow_private_targets != self._settings.allow_private_targets:
             raise ValueError("the http client's allow_private_targets differs from the settings'")
         self._pool = pool
         self._http = http_client
@@ -570,7 +358,7 @@ class WebhookActivities:
 
     async def _post(self, url: str, *, body: bytes, headers: dict[str, str], started: float) -> tuple[int, str, str | None, float]:
         async with self._http.stream(
-            "POST", url, content=body, headers=headers, timeout=_timeout(self._settings), follow_redirects=False
+            "POST", url, content=body, headers=headers, timeout=webhook_timeout(self._settings), follow_redirects=False
         ) as response:
             latency_s = time.perf_counter() - started
             collected = bytearray()

@@ -11,7 +11,7 @@
   secret exists once, in the first response; a replay carries `null` there, and its holder rotates
   it if it was lost.
 - A payment intent's `client_secret`, and the `checkout_url` that carries it, are kept sealed
-  (`SEALED_FIELDS`): AES-256-GCM in the deployment's secret box (db.webhooks.SecretBox, whose key
+  (`SEALED_FIELDS`): AES-256-GCM in the deployment's secret box (db.secret_box.SecretBox, whose key
   seals the webhook signing secrets), bound to the tenant, the key and the first request, and
   opened only to replay that same request under that same key. The intent itself keeps only the
   secret's hash, and the row never holds it in plaintext. Why not drop it like `secret`: a client
@@ -52,7 +52,7 @@ from db.idempotency import (
     complete_idempotency_key,
     release_idempotency_key,
 )
-from db.webhooks import SecretBox, SecretUnsealError
+from db.secret_box import SecretBox, SecretUnsealError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

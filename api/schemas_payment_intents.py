@@ -13,7 +13,8 @@ from pydantic import AfterValidator, BaseModel, Field, StrictStr
 from api.pagination import ListResponse
 from api.schemas import Input
 from api.schemas_webhooks import NotifySecretCreated, TargetUrl
-from db.payment_intents import Event, StoredIntent, stored_intent_object
+from db.events import Event
+from db.payment_intents import StoredIntent, stored_intent_object
 from domain.events import payment_uri  # noqa: F401 - the checkout page imports it from here
 
 DESCRIPTION_LENGTH_MAX = 500

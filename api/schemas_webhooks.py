@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field, StrictBool
 
 from api.pagination import ListResponse
 from api.schemas import Input, NotNull
-from db.webhooks import DeliveryWithAttempts, NotifySecret, RotatedSecret, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from db.webhook_deliveries import DeliveryWithAttempts, WebhookAttempt, WebhookDelivery
+from db.webhook_endpoints import WebhookEndpoint
+from db.webhook_secrets import NotifySecret, RotatedSecret
 from domain.webhooks import (
     DESCRIPTION_LENGTH_MAX,
     ENABLED_EVENTS_COUNT_MAX,

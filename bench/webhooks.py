@@ -41,12 +41,17 @@ from standardwebhooks import Webhook  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.webhook_settings import WebhookSettings  # noqa: E402
-from activities.webhooks import create_webhook_http_client, webhook_activities  # noqa: E402
+from activities.webhook_transport import create_webhook_http_client  # noqa: E402
+from activities.webhooks import webhook_activities  # noqa: E402
 from cli.processes import free_port  # noqa: E402
+from db.events import NewEvent, insert_events  # noqa: E402
 from db.migrate import upgrade_to_heads  # noqa: E402
 from db.pool import create_pool  # noqa: E402
-from db.webhooks import SecretBox, create_endpoint, set_dispatch_route  # noqa: E402
+from db.secret_box import SecretBox  # noqa: E402
+from db.webhook_dispatch import set_dispatch_route  # noqa: E402
+from db.webhook_endpoints import create_endpoint  # noqa: E402
+from db.webhook_settings import WebhookSettings  # noqa: E402
+from domain.events import EventType, intent_event_id  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
 
 EVENT_DATA = {"id": "pi_bench", "object": "payment_intent", "amount": "1000000", "currency": "usdc", "status": "succeeded"}
@@ -101,17 +106,21 @@ class Receiver:
         return web.Response(text="ok")
 
 
-async def insert_events(pool, *, tenant_id: str, count: int, one_transaction: bool) -> dict[str, datetime]:
-    rows = [(f"evt_{uuid.uuid4().hex[:20]}_0001", tenant_id, "payment_intent.succeeded", "pi_bench", json.dumps(EVENT_DATA)) for _ in range(count)]
-    sql = "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING created_at"
+async def write_events(pool, *, tenant_id: str, count: int, one_transaction: bool) -> dict[str, datetime]:
+    """`count` events as the workflows write them (db.events), each in its own transaction or all
+    in one (a burst the dispatcher sees at once); their creation times by id."""
+    events = [
+        NewEvent(
+            id=intent_event_id(intent_id=f"pi_{uuid.uuid4().hex[:20]}", sequence=1), tenant_id=tenant_id,
+            type=EventType.PAYMENT_INTENT_SUCCEEDED, object_id="pi_bench", data=EVENT_DATA,
+        )
+        for _ in range(count)
+    ]
+    batches = [events] if one_transaction else [[event] for event in events]
     created: dict[str, datetime] = {}
-    if one_transaction:
+    for batch in batches:
         async with pool.acquire() as connection, connection.transaction():
-            for row in rows:
-                created[row[0]] = await connection.fetchval(sql, *row)
-    else:
-        for row in rows:
-            created[row[0]] = await pool.fetchval(sql, *row)
+            created.update({event.id: event.created_at for event in await insert_events(connection, events=batch)})
     return created
 
 
@@ -179,7 +188,7 @@ async def run(args: argparse.Namespace, *, database_url: str, temporal_address: 
         )
         try:
             # Warm up: connections, caches, the first workflow tasks.
-            warm = await insert_events(pool, tenant_id=tenant_id, count=5, one_transaction=False)
+            warm = await write_events(pool, tenant_id=tenant_id, count=5, one_transaction=False)
             await wait_delivered(receiver, [(e, p) for e in warm for p in paths], timeout_s=60)
 
             log(f"latency: {args.latency_events} events at {args.rate}/s to {args.endpoints} endpoints")
@@ -188,14 +197,14 @@ async def run(args: argparse.Namespace, *, database_url: str, temporal_address: 
             interval_s = 1.0 / args.rate
             for _ in range(args.latency_events):
                 started = time.perf_counter()
-                created_at.update(await insert_events(pool, tenant_id=tenant_id, count=1, one_transaction=False))
+                created_at.update(await write_events(pool, tenant_id=tenant_id, count=1, one_transaction=False))
                 await asyncio.sleep(max(interval_s - (time.perf_counter() - started), 0))
             keys = [(e, p) for e in created_at for p in paths]
             await wait_delivered(receiver, keys, timeout_s=120)
             latencies = [receiver.delivered_at[(e, p)] - created_at[e].timestamp() for e, p in keys]
 
             log(f"throughput: a burst of {args.events} events to {args.endpoints} endpoints")
-            burst = await insert_events(pool, tenant_id=tenant_id, count=args.events, one_transaction=True)
+            burst = await write_events(pool, tenant_id=tenant_id, count=args.events, one_transaction=True)
             committed = time.time()
             keys = [(e, p) for e in burst for p in paths]
             await wait_delivered(receiver, keys, timeout_s=600)

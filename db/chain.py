@@ -3,11 +3,12 @@ payments it matched, and the signed-transaction outbox with its nonces."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import asyncpg
 
+from db.events import NewEvent, insert_events
+from domain.events import EventType, intent_late_payment_event_id
 from domain.confirmations import CONFIRMATIONS_MAX
 
 BLOCKS_KEPT_PER_CHAIN = 256
@@ -235,7 +236,7 @@ async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -
     (refundable) and asks for its sweep. True if new."""
     from db.payment_intents import find_payment_intent, stored_intent_object
 
-    event_id = f"evt_{payment.intent_id.removeprefix('pi_')}_late_{payment.tx_hash.removeprefix('0x')[:16]}_{payment.log_index}"
+    event_id = intent_late_payment_event_id(intent_id=payment.intent_id, tx_hash=payment.tx_hash, log_index=payment.log_index)
     async with pool.acquire() as connection, connection.transaction():
         # Nobody listens for it any more: the watcher posts it as unattributed once it is confirmed.
         await connection.execute(
@@ -245,14 +246,16 @@ async def record_late_payment(pool: asyncpg.Pool, *, payment: ObservedPayment) -
         stored = await find_payment_intent(connection, intent_id=payment.intent_id)
         if stored is None:
             return False
-        status = await connection.execute(
-            """
-            INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, 'payment_intent.payment_late', $3, $4::jsonb)
-            ON CONFLICT (id) DO NOTHING
-            """,
-            event_id, stored.tenant_id, payment.intent_id, json.dumps(stored_intent_object(stored)),
+        inserted = await insert_events(
+            connection,
+            events=[
+                NewEvent(
+                    id=event_id, tenant_id=stored.tenant_id, type=EventType.PAYMENT_INTENT_PAYMENT_LATE, object_id=payment.intent_id,
+                    data=stored_intent_object(stored),
+                )
+            ],
         )
-    return status.endswith(" 1")
+    return bool(inserted)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The payment intents' read model and the events table, as the API reads them: always scoped to
-one tenant. The workflow writes these tables (activities.payment_intents); the API only reads."""
+"""The payment intents' read model, as the API reads it: always scoped to one tenant. The workflow
+writes it (activities.payment_intents); the API only reads. Their events: db.events."""
 
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ class PaymentIntentNotFound(LookupError):
     def __init__(self, intent_id: str) -> None:
         super().__init__(f"No such payment intent: {intent_id}")
         self.intent_id = intent_id
-
-
-class EventNotFound(LookupError):
-    def __init__(self, event_id: str) -> None:
-        super().__init__(f"No such event: {event_id}")
-        self.event_id = event_id
 
 
 @dataclass(frozen=True)
@@ -71,17 +65,6 @@ class StoredIntent:
     payments: tuple[IntentPayment, ...] = ()
     # Where every event of the intent is also delivered (signed with the tenant's notify secret).
     notify_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    tenant_id: str
-    type: str
-    object_id: str
-    api_version: str
-    data: dict[str, Any]
-    created_at: datetime
 
 
 def _intent(row: asyncpg.Record, payments: tuple[IntentPayment, ...] = ()) -> StoredIntent:
@@ -160,19 +143,6 @@ def stored_intent_object(intent: StoredIntent, *, confirmations: Mapping[str, in
     )
 
 
-def _event(row: asyncpg.Record) -> Event:
-    data = row["data"]
-    return Event(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        type=row["type"],
-        object_id=row["object_id"],
-        api_version=row["api_version"],
-        data=json.loads(data) if isinstance(data, str) else dict(data),
-        created_at=row["created_at"],
-    )
-
-
 async def _payments(connection: Connection, *, intent_ids: list[str]) -> dict[str, tuple[IntentPayment, ...]]:
     if not intent_ids:
         return {}
@@ -228,22 +198,3 @@ async def list_payment_intents(
 
 async def count_payment_intents(connection: Connection, *, tenant_id: str) -> int:
     return await connection.fetchval("SELECT count(*) FROM payment_intents WHERE tenant_id = $1", tenant_id)
-
-
-async def get_event(connection: Connection, *, tenant_id: str, event_id: str) -> Event:
-    row = await connection.fetchrow("SELECT * FROM events WHERE id = $1 AND tenant_id = $2", event_id, tenant_id)
-    if row is None:
-        raise EventNotFound(event_id)
-    return _event(row)
-
-
-async def list_events(
-    connection: Connection, *, tenant_id: str, page: PageRequest, type: str | None = None, object_id: str | None = None
-) -> Page[Event]:
-    filters: list[Clause] = []
-    if type is not None:
-        filters.append(("type = {}", type))
-    if object_id is not None:
-        filters.append(("object_id = {}", object_id))
-    result = await fetch_page(connection, table="events", scope=[("tenant_id = {}", tenant_id)], filters=filters, page=page)
-    return Page(items=[_event(row) for row in result.items], has_more=result.has_more)

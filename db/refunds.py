@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 
 from db.audit import Clause, fetch_page
+from db.events import NewEvent, insert_events
 from db.payment_intents import PaymentIntentNotFound
-from domain.events import refund_object
+from domain.events import EventType, refund_object
 from domain.pagination import Page, PageRequest
 from domain.refunds import TERMINAL_REFUND_STATUSES, RefundFunding, RefundStatus, fund_refund, refund_capacity
 
@@ -234,13 +235,13 @@ async def record_refund(
         refund = _refund(row)
         assert status is None or refund.status == status.value, f"refund {refund_id} is already {refund.status}"
         if events:
-            data = json.dumps(stored_refund_object(refund))
-            await connection.executemany(
-                """
-                INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)
-                ON CONFLICT (id) DO NOTHING
-                """,
-                [(event_id, refund.tenant_id, event_type, refund.id, data) for event_id, event_type in events],
+            data = stored_refund_object(refund)
+            await insert_events(
+                connection,
+                events=[
+                    NewEvent(id=event_id, tenant_id=refund.tenant_id, type=EventType(event_type), object_id=refund.id, data=data)
+                    for event_id, event_type in events
+                ],
             )
         return refund
 

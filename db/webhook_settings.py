@@ -6,7 +6,7 @@ on 127.0.0.1); elsewhere both are refused unless set explicitly. The development
 of signing secrets is public and refused outside local and test.
 
 It lives in db/ (it needs only pydantic and domain) so the API, which never imports activities/,
-can read the URL policy and open the secret box; `activities.webhook_settings` re-exports it.
+can read the URL policy and open the secret box.
 """
 
 from __future__ import annotations

@@ -11,19 +11,88 @@ One form per kind of value, everywhere in these objects:
   (`2030-01-02T03:04:05.123456Z`, `2030-01-02T03:04:05Z`): the form the API's pydantic models
   give every other timestamp, so a client parses one format.
 
-Issue 13 makes this module the home of every event's type, id and payload.
+Every event Settle writes is named here (`EventType`), its id built here (one function per id
+shape; the ids already stored, and those running workflows derive, keep their exact form) and its
+payload built here. `db.events` is the only writer of the `events` table.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+# ---------------------------------------------------------------------------- types
+class EventType(StrEnum):
+    """Every event type Settle writes. A merchant's endpoint may subscribe to any name of this
+    form (domain.webhooks.validate_enabled_events), including ones not written yet."""
+
+    # A payment intent's life: one per status it reaches (domain.payment_intents.IntentStatus)...
+    PAYMENT_INTENT_CREATED = "payment_intent.created"
+    PAYMENT_INTENT_REQUIRES_PAYMENT = "payment_intent.requires_payment"  # back to waiting after a reorg
+    PAYMENT_INTENT_PROCESSING = "payment_intent.processing"
+    PAYMENT_INTENT_SUCCEEDED = "payment_intent.succeeded"
+    PAYMENT_INTENT_EXPIRED = "payment_intent.expired"
+    PAYMENT_INTENT_CANCELED = "payment_intent.canceled"
+    # ...and what happens to its money besides.
+    PAYMENT_INTENT_PAYMENT_ORPHANED = "payment_intent.payment_orphaned"
+    PAYMENT_INTENT_PAYMENT_LATE = "payment_intent.payment_late"
+    PAYMENT_INTENT_SWEPT = "payment_intent.swept"
+    REFUND_CREATED = "refund.created"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+    # About a tenant's own webhook endpoints, delivered through them.
+    WEBHOOK_ENDPOINT_FAILING = "webhook_endpoint.failing"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+
+
+def intent_status_event_type(status: str) -> EventType:
+    """The event of a payment intent reaching `status` (an IntentStatus value)."""
+    return EventType(f"payment_intent.{status}")
+
+
+# ---------------------------------------------------------------------------- ids
+# An event's id is derived from its object and the change, never random: whoever records a change
+# twice (a retried activity, a second watcher pass) inserts its event once. Each shape below is
+# stored, and the first is also part of running workflows' state: none may change its form.
+def _intent_part(intent_id: str) -> str:
+    return intent_id.removeprefix("pi_")
+
+
+def intent_event_id(*, intent_id: str, sequence: int) -> str:
+    """The `sequence`-th event (from 1) the intent's workflow records: `evt_<intent>_0001`."""
+    assert sequence >= 1, sequence
+    return f"evt_{_intent_part(intent_id)}_{sequence:04d}"
+
+
+def intent_swept_event_id(*, intent_id: str, swept_total_base_units: int) -> str:
+    """The sweep that brought the intent's swept total to `swept_total_base_units`."""
+    return f"evt_{_intent_part(intent_id)}_swept_{base_units(swept_total_base_units)}"
+
+
+def intent_late_payment_event_id(*, intent_id: str, tx_hash: str, log_index: int) -> str:
+    """A payment that arrived after the intent's workflow closed: one per (transaction, log)."""
+    return f"evt_{_intent_part(intent_id)}_late_{tx_hash.removeprefix('0x')[:16]}_{log_index}"
+
+
+def refund_event_id(*, refund_id: str, status: str) -> str:
+    """One event per refund and status: `evt_re_..._succeeded`."""
+    return f"evt_{refund_id}_{status}"
+
+
+def webhook_endpoint_event_id(*, endpoint_id: str, event_type: str, at: datetime) -> str:
+    """An endpoint's change (failing, disabled): one per endpoint, change and the moment it happened."""
+    assert at.tzinfo is not None
+    digest = hashlib.sha256(f"{endpoint_id}/{event_type}/{at.isoformat()}".encode()).hexdigest()[:24]
+    return f"evt_{digest}"
 
 
 # ---------------------------------------------------------------------------- values
@@ -148,7 +217,7 @@ def payment_intent_object(
         "metadata": dict(metadata),
         "success_url": success_url,
         "cancel_url": cancel_url,
-        # The webhook dispatcher also delivers every event of the intent here (db.webhooks.fan_out_events).
+        # The webhook dispatcher also delivers every event of the intent here (db.webhook_dispatch.fan_out_events).
         "notify_url": notify_url,
         "expires_at": utc_timestamp(expires_at),
         "created_at": utc_timestamp(created_at),
@@ -197,4 +266,34 @@ def refund_object(
         "metadata": dict(metadata),
         "created_at": utc_timestamp(created_at),
         "updated_at": utc_timestamp(updated_at),
+    }
+
+
+# ---------------------------------------------------------------------------- webhook endpoints
+def webhook_endpoint_object(
+    *,
+    id: str,
+    url: str,
+    description: str,
+    enabled_events: Sequence[str],
+    status: str,
+    disabled_reason: str | None,
+    health: str,
+    failing_since: datetime | None,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """An endpoint as the `data` of a `webhook_endpoint.*` event: never a secret. Its timestamps
+    keep the form these events have always had (`failing_since` with an offset, `created` in Unix
+    seconds), which receivers already parse."""
+    return {
+        "id": id,
+        "object": "webhook_endpoint",
+        "url": url,
+        "description": description,
+        "enabled_events": list(enabled_events),
+        "status": str(status),
+        "disabled_reason": str(disabled_reason) if disabled_reason else None,
+        "health": str(health),
+        "failing_since": failing_since.isoformat() if failing_since else None,
+        "created": int(created_at.timestamp()),
     }

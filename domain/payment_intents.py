@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from domain.confirmations import confirmations_of
+from domain.events import EventType, intent_status_event_type
 from domain.money import fee_split
 
 PAYMENTS_PER_INTENT_MAX = 100
@@ -135,7 +136,7 @@ class IntentState:
         return confirmations_of(block_number=payment.block_number, head_block_number=self.head_block_number)
 
     # ---------------------------------------------------------------- commands
-    def observe_payment(self, payment: Payment) -> list[str]:
+    def observe_payment(self, payment: Payment) -> list[EventType]:
         """A transfer to the deposit address was seen in a block. Idempotent per (tx hash, log index)."""
         assert payment.amount_base_units > 0
         previous_status = self.status
@@ -155,18 +156,18 @@ class IntentState:
         if self.terminal_status is not None:
             payment.late = True
             self.payments[payment.key] = payment
-            return ["payment_intent.payment_late"]
+            return [EventType.PAYMENT_INTENT_PAYMENT_LATE]
         self.payments[payment.key] = payment
         return self._after_change(previous_status=previous_status)
 
-    def observe_head(self, head_block_number: int) -> list[str]:
+    def observe_head(self, head_block_number: int) -> list[EventType]:
         if head_block_number <= self.head_block_number:
             return []
         previous_status = self.status
         self.head_block_number = head_block_number
         return self._after_change(previous_status=previous_status)
 
-    def observe_orphaned_block(self, block_hash: str) -> list[str]:
+    def observe_orphaned_block(self, block_hash: str) -> list[EventType]:
         """A reorg replaced this block: its payments no longer count (unless seen again)."""
         previous_status = self.status
         changed = False
@@ -183,18 +184,18 @@ class IntentState:
                 changed = True
         if not changed:
             return []
-        events = ["payment_intent.payment_orphaned"]
+        events = [EventType.PAYMENT_INTENT_PAYMENT_ORPHANED]
         if self.status != previous_status:
-            events.append(f"payment_intent.{self.status.value}")
+            events.append(intent_status_event_type(self.status))
         return events
 
-    def expire(self) -> list[str]:
+    def expire(self) -> list[EventType]:
         if self.terminal_status is not None:
             return []
         self.terminal_status = IntentStatus.EXPIRED
-        return ["payment_intent.expired"]
+        return [EventType.PAYMENT_INTENT_EXPIRED]
 
-    def cancel(self) -> list[str]:
+    def cancel(self) -> list[EventType]:
         if self.terminal_status is IntentStatus.CANCELED:
             return []
         if self.terminal_status is not None:
@@ -202,11 +203,11 @@ class IntentState:
         if self.payments:
             raise IntentRuleViolation("payment_received", "an intent that has received a payment cannot be canceled")
         self.terminal_status = IntentStatus.CANCELED
-        return ["payment_intent.canceled"]
+        return [EventType.PAYMENT_INTENT_CANCELED]
 
     # ---------------------------------------------------------------- internals
-    def _after_change(self, *, previous_status: IntentStatus) -> list[str]:
-        events = []
+    def _after_change(self, *, previous_status: IntentStatus) -> list[EventType]:
+        events: list[EventType] = []
         if self.terminal_status is None and self.amount_confirmed_base_units >= self.amount_due_base_units:
             gross = self.amount_due_base_units
             fee, net = fee_split(gross, fee_bps=self.fee_bps)
@@ -222,7 +223,7 @@ class IntentState:
             self.terminal_status = IntentStatus.SUCCEEDED
         status = self.status
         if status != previous_status:
-            events.append(f"payment_intent.{status.value}")
+            events.append(intent_status_event_type(status))
         return events
 
 

@@ -251,7 +251,3 @@ def refund_transfer_key(refund_id: str) -> str:
     """The outbox key of the refund's one token transfer: one transaction per refund, ever."""
     return f"{refund_id}/transfer"
 
-
-def refund_event_id(refund_id: str, status: str) -> str:
-    """One event per refund and status: a retried step writes it once."""
-    return f"evt_{refund_id}_{status}"

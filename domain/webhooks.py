@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import json
 import re
@@ -64,14 +63,6 @@ def delivery_workflow_id(*, delivery_id: str, round_number: int) -> str:
     """Round 0 is the first delivery; each redelivery is a new round with its own workflow."""
     assert round_number >= 0
     return delivery_id if round_number == 0 else f"{delivery_id}_r{round_number}"
-
-
-def endpoint_event_id(*, endpoint_id: str, change: str, at: datetime) -> str:
-    """The id of an event about an endpoint (failing, disabled): one per endpoint, change and the
-    moment it happened, so recording it twice inserts it once."""
-    assert at.tzinfo is not None
-    digest = hashlib.sha256(f"{endpoint_id}/{change}/{at.isoformat()}".encode()).hexdigest()[:24]
-    return f"evt_{digest}"
 
 
 # ---------------------------------------------------------------------------- enums
@@ -154,13 +145,6 @@ class Decision(StrEnum):
     # 410: the endpoint is disabled, the delivery fails.
     GONE = "gone"
     REJECTED = "rejected"
-
-
-class EndpointEventType(StrEnum):
-    """Events Settle itself emits about a tenant's endpoints."""
-
-    FAILING = "webhook_endpoint.failing"
-    DISABLED = "webhook_endpoint.disabled"
 
 
 def decide(*, status_code: int | None, error_kind: ErrorKind | None) -> Decision:

@@ -170,17 +170,20 @@ class WebhookReceiver:
 # What every webhook test needs besides a receiver: its own tenant on its own dispatch route and
 # task queue, a worker with the webhook workflows and activities, and a dispatcher.
 
-import json as _json  # noqa: E402
-import uuid as _uuid  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities.webhook_settings import WebhookSettings  # noqa: E402
-from activities.webhooks import create_webhook_http_client, webhook_activities  # noqa: E402
-from db.webhooks import SecretBox, create_endpoint, get_delivery, set_dispatch_route  # noqa: E402
+from activities.webhook_transport import create_webhook_http_client  # noqa: E402
+from activities.webhooks import webhook_activities  # noqa: E402
+from db.secret_box import SecretBox  # noqa: E402
+from db.webhook_deliveries import get_delivery  # noqa: E402
+from db.webhook_dispatch import set_dispatch_route  # noqa: E402
+from db.webhook_endpoints import create_endpoint  # noqa: E402
+from db.webhook_settings import WebhookSettings  # noqa: E402
+from tests.events import insert_test_event  # noqa: E402
 from domain.webhooks import DELIVERY_STATUSES_FINAL  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
 
@@ -227,16 +230,7 @@ class WebhookTestBed:
         )
 
     async def insert_event(self, *, event_type: str = "payment_intent.succeeded", data: dict | None = None, tenant_id: str | None = None) -> str:
-        event_id = f"evt_{_uuid.uuid4().hex[:16]}_0001"
-        await self.pool.execute(
-            "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
-            event_id,
-            tenant_id or self.tenant_id,
-            event_type,
-            "pi_" + event_id[4:20],
-            _json.dumps(data if data is not None else {"id": "pi_" + event_id[4:20], "object": "payment_intent", "amount": "1000000"}),
-        )
-        return event_id
+        return await insert_test_event(self.pool, tenant_id=tenant_id or self.tenant_id, event_type=event_type, data=data)
 
     async def add_tenant(self, tenant_id: str) -> None:
         await set_dispatch_route(self.pool, tenant_id=tenant_id, route=self.route)

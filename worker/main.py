@@ -28,11 +28,12 @@ from activities.hello import HelloActivities
 from activities.payment_intents import PaymentIntentActivities
 from activities.refunds import RefundActivities
 from activities.sweeps import SweepActivities
-from activities.webhook_settings import get_webhook_settings
-from activities.webhooks import create_webhook_http_client, webhook_activities
+from activities.webhook_transport import create_webhook_http_client
+from activities.webhooks import webhook_activities
 from db.ledger_store import LedgerStore
 from db.pool import create_pool
 from db.settings import Settings, get_settings
+from db.webhook_settings import get_webhook_settings
 from worker.interceptors import SettleInterceptor
 from workflows.chain_watcher_workflow import ChainWatcherInput, ChainWatcherWorkflow, watcher_workflow_id
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dispatcher

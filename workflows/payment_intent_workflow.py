@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentIntentActivities,
     )
     from domain.errors import INTENT_REGISTRATION_FAILED
+    from domain.events import EventType, intent_event_id
     from domain.payment_intents import (
         AMOUNT_BASE_UNITS_MAX,
         PAYMENTS_PER_INTENT_MAX,
@@ -67,7 +68,7 @@ class PaymentIntentWorkflow:
         self._registration_failure: ApplicationError | None = None
         self._changed = False
         self._event_sequence = 0
-        self._pending: list[str] = []
+        self._pending: list[EventType] = []
         self._settlement_posted = False
         self._refundable_posted_base_units = 0
         self._signals_ignored = 0
@@ -90,7 +91,7 @@ class PaymentIntentWorkflow:
                 [SETTLE_CHAIN.value_set(chain_attribute(input.chain_id)), SETTLE_DEPOSIT_ADDRESS.value_set(self._deposit.address.lower())]
             )
         try:
-            await self._record(["payment_intent.created"], register=True)
+            await self._record([EventType.PAYMENT_INTENT_CREATED], register=True)
         except (ActivityError, ApplicationError) as error:
             # Only an error no retry can mend gets here (DB_RETRY retries the rest): the intent was
             # never stored. The creation call learns why, and nothing is left running. (A local
@@ -190,22 +191,22 @@ class PaymentIntentWorkflow:
         self._signals_ignored += 1
         workflow.logger.warning("intent %s ignored a %s signal: %s", self._input.intent_id, signal_name, reason)
 
-    def _queue(self, events: list[str]) -> None:
+    def _queue(self, events: list[EventType]) -> None:
         self._pending.extend(events)
         self._changed = True
 
-    def _pending_events(self) -> list[str]:
+    def _pending_events(self) -> list[EventType]:
         events, self._pending = self._pending, []
         return events
 
-    async def _record(self, events: list[str], *, register: bool = False) -> None:
+    async def _record(self, events: list[EventType], *, register: bool = False) -> None:
         """One local activity per change: the ledger moves it calls for (settlement once;
         refundable money as it is confirmed), then the read model, the events and what the deposit
         address holds (which asks the sweeper to move it)."""
         event_ids = []
         for event_type in events:
             self._event_sequence += 1
-            event_ids.append((f"evt_{self._input.intent_id.removeprefix('pi_')}_{self._event_sequence:04d}", event_type))
+            event_ids.append((intent_event_id(intent_id=self._input.intent_id, sequence=self._event_sequence), event_type))
         moves: list[LedgerMove] = []
         settlement = self._state.settlement
         if settlement is not None and not self._settlement_posted:

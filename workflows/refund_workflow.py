@@ -45,9 +45,9 @@ with workflow.unsafe.imports_passed_through():
         RefundRunOutcome,
         RefundStatus,
         RefundView,
-        refund_event_id,
         refund_transfer_key,
     )
+    from domain.events import EventType, refund_event_id
 
 from workflows.retry_policies import CHAIN_RETRY, DB_RETRY, NEVER_RETRIED
 from workflows.search_attributes import SETTLE_STATUS, SETTLE_WALLET
@@ -155,7 +155,7 @@ class RefundWorkflow:
                 refund_id=input.refund_id,
                 status=RefundStatus.SUCCEEDED.value,
                 tx_hash=mined.tx_hash,  # a fee-bumped replacement may be the one mined
-                events=[(refund_event_id(input.refund_id, "succeeded"), "refund.succeeded")],
+                events=[(refund_event_id(refund_id=input.refund_id, status="succeeded"), EventType.REFUND_SUCCEEDED)],
             )
         )
         workflow.upsert_search_attributes([SETTLE_STATUS.value_set(RefundStatus.SUCCEEDED.value)])
@@ -191,7 +191,7 @@ class RefundWorkflow:
                 status=RefundStatus.FAILED.value,
                 failure_code=code.value,
                 failure_message=message[:500],
-                events=[(refund_event_id(input.refund_id, "failed"), "refund.failed")],
+                events=[(refund_event_id(refund_id=input.refund_id, status="failed"), EventType.REFUND_FAILED)],
             )
         )
         workflow.upsert_search_attributes([SETTLE_STATUS.value_set(RefundStatus.FAILED.value)])

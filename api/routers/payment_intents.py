@@ -42,19 +42,17 @@ from api.schemas_payment_intents import (
 )
 from api.schemas_webhooks import NotifySecretCreated
 from contracts.deposit import intent_deposit_address
+from db.events import EventNotFound, get_event, list_events
 from db.payment_intents import (
-    EventNotFound,
     PaymentIntentNotFound,
     StoredIntent,
     find_payment_intent,
-    get_event,
     get_payment_intent,
-    list_events,
     list_payment_intents,
 )
 from db.settings import Settings
 from db.tenants import get_tenant
-from db.webhooks import prepare_notify_url
+from db.webhook_endpoints import prepare_notify_url
 from domain.confirmations import ConfirmationsBelowFloor, confirmations_required
 from domain.money import InvalidAmount, parse_amount, usd_cents_of_stablecoin
 from domain.pagination import PageRequest

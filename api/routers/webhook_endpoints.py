@@ -34,28 +34,23 @@ from api.schemas_webhooks import (
     WebhookSecretRotation,
 )
 from db.audit import Actor, record_audit_event
-from db.webhook_settings import WebhookSettings, get_webhook_settings
-from db.payment_intents import EventNotFound
-from db.webhooks import (
+from db.events import EventNotFound, require_event
+from db.secret_box import SecretBox
+from db.webhook_deliveries import WebhookDeliveryNotFound, list_attempts, list_deliveries_with_attempts, request_redelivery
+from db.webhook_endpoints import (
     NOTIFY_SECRET_OBJECT_TYPE,
-    SecretBox,
     WebhookConflict,
-    WebhookDeliveryNotFound,
     WebhookEndpoint,
     WebhookEndpointNotFound,
     create_endpoint,
     delete_endpoint,
     get_endpoint,
-    get_notify_secret,
-    list_attempts,
-    list_deliveries_with_attempts,
     list_endpoints,
-    request_redelivery,
-    require_event,
     rotate_endpoint_secret,
-    rotate_notify_secret,
     update_endpoint,
 )
+from db.webhook_secrets import get_notify_secret, rotate_notify_secret
+from db.webhook_settings import WebhookSettings, get_webhook_settings
 from domain.pagination import Page, PageRequest
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, AuditAction, Scope
 from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRuleError

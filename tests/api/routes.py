@@ -8,8 +8,6 @@ against it too.
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal
 
@@ -281,25 +279,18 @@ async def insert_event(pool: Any, *, tenant_id: str, event_type: str = "payment_
     """An event as a workflow would insert it; the trigger of migration 0005 queues it. The
     tenant is first moved to a dispatch route of its own, so a dispatcher another test runs on
     the default route never takes (and delivers) it: only `fan_out_tenant_events` does."""
-    from db.webhooks import set_dispatch_route
+    from db.webhook_dispatch import set_dispatch_route
+    from tests.events import insert_test_event
 
     await set_dispatch_route(pool, tenant_id=tenant_id, route=_private_route(tenant_id))
-    event_id = f"evt_{uuid.uuid4().hex}_0001"
-    await pool.execute(
-        "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
-        event_id,
-        tenant_id,
-        event_type,
-        "pi_" + uuid.uuid4().hex[:24],
-        json.dumps({"object": "payment_intent"}),
-    )
-    return event_id
+    return await insert_test_event(pool, tenant_id=tenant_id, event_type=event_type, data={"object": "payment_intent"})
 
 
 async def fan_out_tenant_events(pool: Any, *, tenant_id: str) -> None:
     """What the dispatcher does, for this tenant only: its events go through a route of its own."""
     from db.webhook_settings import WebhookSettings
-    from db.webhooks import SecretBox, fan_out_events
+    from db.secret_box import SecretBox
+    from db.webhook_dispatch import fan_out_events
 
     route = _private_route(tenant_id)
     box = SecretBox(WebhookSettings(_env_file=None).secret_encryption_keys())  # type: ignore[call-arg]

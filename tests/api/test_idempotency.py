@@ -12,7 +12,7 @@ import pytest
 
 from api.idempotency import IdempotencyContext, replayed_body, request_fingerprint, stored_body
 from db.idempotency import IdempotencyRecord, IdempotencyStatus
-from db.webhooks import SecretBox
+from db.secret_box import SecretBox
 from tests.api.conftest import create_key
 from tests.api.routes import NO_BODY, ROUTES, Call, send
 from tests.api.helpers import assert_error, by_id, owner_headers

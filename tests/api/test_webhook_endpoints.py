@@ -15,7 +15,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from activities.webhooks import sign_headers
 from api.app import create_app
 from db.webhook_settings import WebhookSettings
-from db.webhooks import AttemptRecord, SecretBox, load_attempt_context, record_attempt
+from db.secret_box import SecretBox
+from db.webhook_attempts import AttemptRecord, load_attempt_context, record_attempt
 from domain.webhooks import RESPONSE_BODY_STORED_MAX, parse_signing_secret
 from tests.api.conftest import create_key, make_client
 from tests.api.helpers import assert_error

@@ -4,39 +4,34 @@ tenant (and dispatch route), so nothing is truncated and tests cannot see each o
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from activities.webhook_settings import WebhookSettings
-from db.webhooks import (
-    AttemptRecord,
-    SecretBox,
-    WebhookConflict,
+from db.events import EventNotFound, require_event
+from db.secret_box import SecretBox
+from db.webhook_attempts import AttemptRecord, load_attempt_context, record_attempt
+from db.webhook_deliveries import (
     WebhookDeliveryNotFound,
-    WebhookEndpointNotFound,
-    create_endpoint,
-    delete_endpoint,
-    fan_out_events,
     get_delivery,
-    get_endpoint,
     list_attempts,
     list_deliveries,
     list_deliveries_with_attempts,
-    list_deliveries_to_start,
-    list_endpoints,
-    load_attempt_context,
-    mark_deliveries_started,
-    record_attempt,
     request_redelivery,
+)
+from db.webhook_dispatch import fan_out_events, list_deliveries_to_start, mark_deliveries_started, set_dispatch_route
+from db.webhook_endpoints import (
+    WebhookConflict,
+    WebhookEndpointNotFound,
+    create_endpoint,
+    delete_endpoint,
+    get_endpoint,
+    list_endpoints,
     rotate_endpoint_secret,
-    require_event,
-    rotate_notify_secret,
     secret_expirations,
-    set_dispatch_route,
     update_endpoint,
 )
-from db.payment_intents import EventNotFound
+from db.webhook_secrets import rotate_notify_secret
+from db.webhook_settings import WebhookSettings
 from domain.pagination import PageRequest
 from domain.webhooks import (
     ENDPOINTS_PER_TENANT_MAX,
@@ -47,6 +42,7 @@ from domain.webhooks import (
     WebhookRuleError,
     parse_signing_secret,
 )
+from tests.events import insert_test_event
 
 LOCAL = UrlPolicy(allow_private_targets=True, require_https=False)
 PRODUCTION = UrlPolicy(allow_private_targets=False, require_https=True)
@@ -63,16 +59,7 @@ async def tenant(db_pool, unique_id) -> dict:
 
 
 async def insert_event(pool, *, tenant_id: str, event_type: str = "payment_intent.succeeded", data: dict | None = None) -> str:
-    event_id = f"evt_{uuid.uuid4().hex[:16]}_0001"
-    await pool.execute(
-        "INSERT INTO events (id, tenant_id, type, object_id, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
-        event_id,
-        tenant_id,
-        event_type,
-        "pi_" + event_id[4:20],
-        json.dumps(data or {"id": "pi_x", "object": "payment_intent"}),
-    )
-    return event_id
+    return await insert_test_event(pool, tenant_id=tenant_id, event_type=event_type, data=data or {"id": "pi_x", "object": "payment_intent"})
 
 
 async def new_endpoint(pool, tenant_id: str, *, events=("*",), url: str = "https://hooks.example.com/settle"):

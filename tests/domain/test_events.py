@@ -10,7 +10,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from domain.events import PaymentFacts, checksum_address, payment_intent_object, refund_object, utc_timestamp
+from domain.events import (
+    EventType,
+    PaymentFacts,
+    checksum_address,
+    intent_event_id,
+    intent_late_payment_event_id,
+    intent_status_event_type,
+    intent_swept_event_id,
+    payment_intent_object,
+    refund_event_id,
+    refund_object,
+    utc_timestamp,
+    webhook_endpoint_event_id,
+    webhook_endpoint_object,
+)
+from domain.payment_intents import IntentStatus
+from domain.refunds import RefundStatus
 
 TOKEN = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 TOKEN_EIP55 = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -38,6 +54,34 @@ def _intent(**changes) -> dict:
     )
     fields.update(changes)
     return payment_intent_object(**fields)
+
+
+# ---------------------------------------------------------------------------- types and ids
+def test_every_status_an_intent_or_a_refund_reaches_has_its_event_type():
+    assert {intent_status_event_type(status) for status in IntentStatus} <= set(EventType)
+    assert {EventType(f"refund.{status}") for status in RefundStatus if status != RefundStatus.PENDING} <= set(EventType)
+    assert intent_status_event_type(IntentStatus.SUCCEEDED) is EventType.PAYMENT_INTENT_SUCCEEDED
+    with pytest.raises(ValueError):
+        intent_status_event_type("settled")
+
+
+def test_event_ids_keep_the_form_already_stored():
+    # Stored ids, and the workflow's own (part of running workflows' state), must never change form.
+    assert intent_event_id(intent_id="pi_Ab12", sequence=7) == "evt_Ab12_0007"
+    assert intent_event_id(intent_id="pi_Ab12", sequence=12345) == "evt_Ab12_12345"
+    assert intent_swept_event_id(intent_id="pi_Ab12", swept_total_base_units=25_000_000) == "evt_Ab12_swept_25000000"
+    assert (
+        intent_late_payment_event_id(intent_id="pi_Ab12", tx_hash="0x" + "0123456789abcdef" * 4, log_index=3)
+        == "evt_Ab12_late_0123456789abcdef_3"
+    )
+    assert refund_event_id(refund_id="re_abc", status="succeeded") == "evt_re_abc_succeeded"
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    failing = webhook_endpoint_event_id(endpoint_id="we_1", event_type=EventType.WEBHOOK_ENDPOINT_FAILING, at=at)
+    assert failing == "evt_20cacb0de690b018549856c3"
+    assert failing != webhook_endpoint_event_id(endpoint_id="we_1", event_type=EventType.WEBHOOK_ENDPOINT_FAILING, at=at + timedelta(seconds=1))
+    assert failing != webhook_endpoint_event_id(endpoint_id="we_1", event_type=EventType.WEBHOOK_ENDPOINT_DISABLED, at=at)
+    with pytest.raises(AssertionError):
+        intent_event_id(intent_id="pi_Ab12", sequence=0)
 
 
 # ---------------------------------------------------------------------------- values
@@ -122,3 +166,16 @@ def test_a_refund_in_the_same_forms():
     assert refund["amount_from_balance"] == "0" and refund["amount"] == "5000"
     assert refund["token_address"] == TOKEN_EIP55 and refund["address"] == DEPOSIT_EIP55 and refund["tx_hash"] == "0x" + "ef" * 32
     assert refund["created_at"] == "2030-01-02T03:04:05.123456Z" and refund["updated_at"] == "2030-01-02T03:04:05Z"
+
+
+# ---------------------------------------------------------------------------- webhook endpoints
+def test_an_endpoint_in_the_form_its_events_have_always_had():
+    endpoint = webhook_endpoint_object(
+        id="we_1", url="https://hooks.example.com/settle", description="orders", enabled_events=("*",), status="disabled",
+        disabled_reason="gone", health="failing", failing_since=CREATED, created_at=CREATED,
+    )
+    assert endpoint == {
+        "id": "we_1", "object": "webhook_endpoint", "url": "https://hooks.example.com/settle", "description": "orders",
+        "enabled_events": ["*"], "status": "disabled", "disabled_reason": "gone", "health": "failing",
+        "failing_since": "2030-01-02T03:04:05.123456+00:00", "created": int(CREATED.timestamp()),
+    }

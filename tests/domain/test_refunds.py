@@ -14,7 +14,6 @@ from domain.refunds import (
     fund_refund,
     parse_refund_address,
     refund_capacity,
-    refund_event_id,
     refund_transfer_key,
     reservation_legs,
 )
@@ -112,7 +111,6 @@ def test_the_reservation_debits_each_source_and_credits_the_treasury():
 
 def test_ids_derive_from_the_refund():
     assert refund_transfer_key("re_abc") == "re_abc/transfer"
-    assert refund_event_id("re_abc", "succeeded") == "evt_re_abc_succeeded"
 
 
 def test_addresses_checksummed_or_lower_case():

@@ -14,8 +14,11 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from domain.ledger import account_id
 from contracts import load_artifact
+from db.events import get_event
 from db.ledger_store import LedgerStore
+from db.payment_intents import find_payment_intent, stored_intent_object
 from db.settings import Settings
+from domain.events import intent_swept_event_id
 from worker.main import build_worker, ensure_chain_watcher, ensure_sweeper, open_clients
 from workflows.chain_watcher_workflow import watcher_workflow_id
 from workflows.sweeper_workflow import sweeper_workflow_id
@@ -151,6 +154,12 @@ async def test_paid_confirmed_settled_and_swept(intent_worker, private_chain, te
     assert (row["status"], int(row["amount_received"]), int(row["fee"]), int(row["net"])) == ("succeeded", DUE, 250_000, 24_750_000)
     events = [r["type"] for r in await db_pool.fetch("SELECT type FROM events WHERE object_id = $1 ORDER BY id", input.intent_id)]
     assert events == ["payment_intent.created", "payment_intent.processing", "payment_intent.succeeded", "payment_intent.swept"]
+    # The swept event carries the intent's read model through the API's serializer: what GET answers now.
+    swept = await get_event(
+        db_pool, tenant_id=input.tenant_id, event_id=intent_swept_event_id(intent_id=input.intent_id, swept_total_base_units=DUE)
+    )
+    assert swept.data == stored_intent_object(await find_payment_intent(db_pool, intent_id=input.intent_id))
+    assert (swept.data["status"], swept.data["amount_swept"], swept.data["amount_received"]) == ("succeeded", str(DUE), str(DUE))
 
 
 async def test_same_intent_id_twice_is_one_intent(intent_worker, temporal_client, db_pool):

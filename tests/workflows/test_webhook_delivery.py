@@ -12,13 +12,9 @@ import time
 
 from prometheus_client import REGISTRY
 
-from db.webhooks import (
-    list_attempts,
-    list_deliveries,
-    request_redelivery,
-    rotate_endpoint_secret,
-    rotate_notify_secret,
-)
+from db.webhook_deliveries import list_attempts, list_deliveries, request_redelivery
+from db.webhook_endpoints import rotate_endpoint_secret
+from db.webhook_secrets import rotate_notify_secret
 from domain.pagination import PageRequest
 from domain.webhooks import DeliveryStatus, EndpointStatus
 from tests.webhooks_receiver import Reply, WebhookReceiver, fast_settings, webhook_test_bed

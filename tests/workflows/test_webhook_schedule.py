@@ -14,7 +14,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.webhooks import WebhookDeliveryInput
-from db.webhooks import SecretBox, fan_out_events, get_delivery, list_deliveries_to_start
+from db.secret_box import SecretBox
+from db.webhook_deliveries import get_delivery
+from db.webhook_dispatch import fan_out_events, list_deliveries_to_start
 from domain.webhooks import RETRY_AFTER_MAX_S, RETRY_DELAYS_S
 from tests.webhooks_receiver import Reply, WebhookReceiver, WebhookTestBed, fast_settings, webhook_worker
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES

@@ -9,7 +9,8 @@ import asyncio
 import httpx
 import pytest
 
-from activities.webhooks import GuardedNetworkBackend, TargetBlocked, WebhookActivities, create_webhook_http_client
+from activities.webhook_transport import GuardedNetworkBackend, TargetBlocked, create_webhook_http_client
+from activities.webhooks import WebhookActivities
 from domain.webhooks import DeliveryStatus, WebhookRuleError
 from tests.webhooks_receiver import WebhookReceiver, fast_settings, webhook_test_bed
 

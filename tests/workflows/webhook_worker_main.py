@@ -11,10 +11,11 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.webhook_settings import WebhookSettings
-from activities.webhooks import create_webhook_http_client, webhook_activities
+from activities.webhook_transport import create_webhook_http_client
+from activities.webhooks import webhook_activities
 from db.pool import create_pool
 from db.settings import Settings
+from db.webhook_settings import WebhookSettings
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS
 
 
