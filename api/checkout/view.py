@@ -15,6 +15,7 @@ import segno
 
 from api.schemas_payment_intents import payment_uri
 from db.payment_intents import StoredIntent
+from domain.events import checksum_address
 from domain.money import Asset, format_amount
 from domain.payment_intents import IntentStatus
 
@@ -114,7 +115,8 @@ def qr_svg(uri: str) -> str:
 
 def payment_request(intent: StoredIntent, *, amount_base_units: int) -> PaymentRequest:
     uri = payment_uri(
-        token_address=intent.token_address, chain_id=intent.chain_id, deposit_address=intent.deposit_address, amount=amount_base_units
+        token_address=checksum_address(intent.token_address), chain_id=intent.chain_id,
+        deposit_address=checksum_address(intent.deposit_address), amount=amount_base_units,
     )
     return PaymentRequest(
         amount_base_units=amount_base_units,
@@ -172,8 +174,9 @@ def checkout_view(
         asset_symbol=asset.symbol if asset is not None else intent.asset.upper(),
         decimals=asset.decimals if asset is not None else 0,
         chain_id=intent.chain_id,
-        token_address=intent.token_address,
-        deposit_address=intent.deposit_address,
+        # EIP-55, as the API and the events show them: one spelling of an address everywhere.
+        token_address=checksum_address(intent.token_address),
+        deposit_address=checksum_address(intent.deposit_address),
         amount_base_units=intent.amount,
         amount_received_base_units=intent.amount_received,
         amount_remaining_base_units=remaining,
