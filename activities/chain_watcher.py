@@ -99,7 +99,10 @@ class ChainWatcherActivities:
             cursor = input.start_block if input.start_block is not None else await self._chain.head_block_number()
             await chain_db.set_cursor(self._pool, chain_id=input.chain_id, next_block=cursor)
         result = WatchChainResult(next_block=cursor)
-        last_head_told = -1
+        # Where the last run stopped telling heads (a restart neither skips one nor re-tells them all).
+        last_head_told = await chain_db.get_last_head_told(self._pool, chain_id=input.chain_id)
+        if last_head_told is None:
+            last_head_told = cursor - 1
         while loop.time() < stop_at:
             activity.heartbeat(asdict(result))
             result.passes += 1
@@ -118,6 +121,7 @@ class ChainWatcherActivities:
                 ):
                     await self._signal(intent_id, SIGNAL_HEAD_ADVANCED, HeadSignal(head), result)
                 await self._post_unattributed(input, head, result)
+                await chain_db.set_last_head_told(self._pool, chain_id=input.chain_id, head_block_number=head)
                 last_head_told = head
             await asyncio.sleep(input.poll_interval_s)
         return result

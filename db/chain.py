@@ -58,6 +58,17 @@ async def get_cursor(pool: asyncpg.Pool, *, chain_id: int) -> int | None:
     return await pool.fetchval("SELECT next_block FROM chain_cursors WHERE chain_id = $1", chain_id)
 
 
+async def get_last_head_told(pool: asyncpg.Pool, *, chain_id: int) -> int | None:
+    return await pool.fetchval("SELECT last_head_told FROM chain_cursors WHERE chain_id = $1", chain_id)
+
+
+async def set_last_head_told(pool: asyncpg.Pool, *, chain_id: int, head_block_number: int) -> None:
+    """After the confirming intents were told of `head`: a restart tells from here, never skipping one."""
+    await pool.execute(
+        "UPDATE chain_cursors SET last_head_told = $2, updated_at = now() WHERE chain_id = $1", chain_id, head_block_number
+    )
+
+
 async def set_cursor(pool: asyncpg.Pool, *, chain_id: int, next_block: int) -> None:
     await pool.execute(
         """

@@ -312,6 +312,7 @@ class ChainCursor(Base):
     chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     next_block: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    last_head_told: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ChainBlock(Base):
