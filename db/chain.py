@@ -353,15 +353,16 @@ async def intents_confirming(
     """Intents with a payment that was still short of its confirmations at the last head told: they
     want this head, and only until the payment is confirmed, so an intent is told of at most
     `confirmations_required` heads per payment (an underpaid intent whose payments are all
-    confirmed is not told of every block). Whatever its status: a late payment in the intent's
-    late window confirms this way too."""
+    confirmed is not told of every block). A payment's own signal carried a head at least its block,
+    so one confirmed in its own block is never told again. Whatever its status: a late payment in
+    the intent's late window confirms this way too."""
     rows = await pool.fetch(
         """
         SELECT i.id FROM payment_intents i
         WHERE i.id IN (
             SELECT p.intent_id FROM intent_payments p JOIN payment_intents pi ON pi.id = p.intent_id
             WHERE p.chain_id = $1 AND p.block_number > $2::bigint - $3::bigint AND NOT p.orphaned AND NOT p.unattributed
-              AND p.block_number + pi.confirmations_required - 1 > $5::bigint
+              AND p.block_number + pi.confirmations_required - 1 > GREATEST($5::bigint, p.block_number)
         )
         ORDER BY i.created_at LIMIT $4
         """,
