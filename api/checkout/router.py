@@ -29,7 +29,7 @@ from api.checkout.config import CheckoutSettings, get_checkout_settings
 from api.checkout.strings import Strings
 from api.checkout.view import CheckoutState, CheckoutView, checkout_view
 from api.errors import ApiError, error_response, not_found
-from api.routers.payment_intents import authorized_intent
+from api.services.payment_intents import authorized_intent
 from db.payment_intents import StoredIntent
 from db.settings import Settings
 from db.tenants import TenantNotFound, get_tenant

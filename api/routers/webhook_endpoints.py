@@ -15,6 +15,7 @@ from fastapi import Body, Depends, Path, Request
 
 from api.auth import Principal, tenant_key
 from api.config import TIER_WRITE
+from api.deps import secret_box, webhook_settings
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
@@ -35,7 +36,6 @@ from api.schemas_webhooks import (
 )
 from db.audit import Actor, record_audit_event
 from db.events import EventNotFound, require_event
-from db.secret_box import SecretBox
 from db.webhook_deliveries import WebhookDeliveryNotFound, list_attempts, list_deliveries_with_attempts, request_redelivery
 from db.webhook_endpoints import (
     NOTIFY_SECRET_OBJECT_TYPE,
@@ -50,7 +50,6 @@ from db.webhook_endpoints import (
     update_endpoint,
 )
 from db.webhook_secrets import get_notify_secret, rotate_notify_secret
-from db.webhook_settings import WebhookSettings, get_webhook_settings
 from domain.pagination import Page, PageRequest
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, AuditAction, Scope
 from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRuleError
@@ -85,25 +84,6 @@ DeliveryId = Annotated[
 
 
 # ---------------------------------------------------------------------------- plumbing
-def webhook_settings(request: Request) -> WebhookSettings:
-    """The deployment's webhook settings (URL policy, secret encryption keys); an app may carry
-    its own in `app.state.webhook_settings`."""
-    settings = getattr(request.app.state, "webhook_settings", None)
-    if settings is None:
-        settings = get_webhook_settings()
-        request.app.state.webhook_settings = settings
-    return settings
-
-
-def secret_box(request: Request) -> SecretBox:
-    settings = webhook_settings(request)
-    cached = getattr(request.app.state, "webhook_secret_box", None)
-    if cached is None or cached[0] is not settings:
-        cached = (settings, SecretBox(settings.secret_encryption_keys()))
-        request.app.state.webhook_secret_box = cached
-    return cached[1]
-
-
 @contextlib.contextmanager
 def webhook_errors() -> Iterator[None]:
     """The repository's errors, in the API's shape."""
