@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Query, Request
 
-from api.auth import Principal, tenant_key
+from api.auth import TenantPrincipal, tenant_key
 from api.pagination import PageParams
 from api.routing import settle_router
 from api.schemas import AuditEventList, AuditEventRead
@@ -19,7 +19,7 @@ router = settle_router(prefix="/v1/audit_events", tags=["audit"])
 @router.get("", response_model=AuditEventList, summary="List the tenant's audit events")
 async def list_events(
     request: Request,
-    principal: Annotated[Principal, tenant_key(Scope.AUDIT_EVENTS_READ)],
+    principal: Annotated[TenantPrincipal, tenant_key(Scope.AUDIT_EVENTS_READ)],
     page: PageParams,
     action: Annotated[
         str | None, Query(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$", description="Only this action, e.g. `api_key.rotated`.")
@@ -31,7 +31,6 @@ async def list_events(
         str | None, Query(pattern=r"^[A-Za-z0-9_:.\-]{1,100}$", description="Only events by this actor (an API key id).")
     ] = None,
 ) -> AuditEventList:
-    assert principal.tenant_id is not None
     result = await list_audit_events(
         request.app.state.pool, tenant_id=principal.tenant_id, page=page, action=action, object_id=object_id, actor_id=actor_id
     )

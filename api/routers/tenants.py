@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request
 
-from api.auth import PLATFORM_ADMIN, Principal, tenant_key
+from api.auth import PLATFORM_ADMIN, Principal, TenantPrincipal, tenant_key
 from api.config import TIER_WRITE
 from api.errors import ApiError, ErrorType
 from api.idempotency import Idempotency
@@ -90,8 +90,7 @@ async def update_tenant_platform_settings(
 
 
 @tenant_router.get("", response_model=TenantRead, summary="Retrieve the calling tenant's settings")
-async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_READ)]) -> TenantRead:
-    assert principal.tenant_id is not None
+async def retrieve_own_tenant(request: Request, principal: Annotated[TenantPrincipal, tenant_key(Scope.TENANT_READ)]) -> TenantRead:
     return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id))
 
 
@@ -111,9 +110,8 @@ async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, 
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def update_own_tenant(
-    request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_WRITE)], body: TenantUpdate
+    request: Request, principal: Annotated[TenantPrincipal, tenant_key(Scope.TENANT_WRITE)], body: TenantUpdate
 ) -> TenantRead:
-    assert principal.tenant_id is not None
     changes = body.changes()
     refused = [name for name in PLATFORM_SETTINGS if name in changes]
     if refused:

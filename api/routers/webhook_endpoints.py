@@ -13,7 +13,7 @@ from typing import Annotated, Any, Iterator
 import asyncpg
 from fastapi import Body, Depends, Path, Request
 
-from api.auth import Principal, tenant_key
+from api.auth import TenantPrincipal, tenant_key
 from api.config import TIER_WRITE
 from api.deps import secret_box, webhook_settings
 from api.errors import ApiError, ErrorType, invalid_request, not_found
@@ -56,8 +56,8 @@ from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRul
 
 router = settle_router(tags=["webhooks"])
 
-WebhooksRead = Annotated[Principal, tenant_key(Scope.WEBHOOKS_READ)]
-WebhooksWrite = Annotated[Principal, tenant_key(Scope.WEBHOOKS_WRITE)]
+WebhooksRead = Annotated[TenantPrincipal, tenant_key(Scope.WEBHOOKS_READ)]
+WebhooksWrite = Annotated[TenantPrincipal, tenant_key(Scope.WEBHOOKS_WRITE)]
 
 # Event ids are `evt_...` and may hold underscores (`evt_<intent>_0001`); a delivery's id is
 # `whd_<event id>_<endpoint id>`.
@@ -110,7 +110,7 @@ async def _registered_endpoint(connection: asyncpg.Connection | asyncpg.Pool, *,
 
 
 async def _audit(
-    connection: asyncpg.Connection, *, principal: Principal, actor: Actor, action: AuditAction, endpoint_id: str, data: dict[str, Any]
+    connection: asyncpg.Connection, *, principal: TenantPrincipal, actor: Actor, action: AuditAction, endpoint_id: str, data: dict[str, Any]
 ) -> None:
     await record_audit_event(
         connection,
@@ -156,7 +156,6 @@ async def _deliveries_with_attempts(
 async def create_webhook_endpoint(
     request: Request, principal: WebhooksWrite, idempotency: Idempotency, body: WebhookEndpointCreate
 ) -> WebhookEndpointCreated:
-    assert principal.tenant_id is not None
     settings = webhook_settings(request)
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection, connection.transaction():
@@ -183,7 +182,6 @@ async def create_webhook_endpoint(
 
 @router.get("/v1/webhook_endpoints", response_model=WebhookEndpointList, summary="List the tenant's webhook endpoints")
 async def list_webhook_endpoints(request: Request, principal: WebhooksRead, page: PageParams) -> WebhookEndpointList:
-    assert principal.tenant_id is not None
     result = await list_endpoints(request.app.state.pool, tenant_id=principal.tenant_id, page=page)
     return WebhookEndpointList.of(result, url="/v1/webhook_endpoints", item=WebhookEndpointRead.of)
 
@@ -192,7 +190,6 @@ async def list_webhook_endpoints(request: Request, principal: WebhooksRead, page
     "/v1/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointRead, summary="Retrieve a webhook endpoint (never its secret)"
 )
 async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, endpoint_id: EndpointId) -> WebhookEndpointRead:
-    assert principal.tenant_id is not None
     with webhook_errors():
         return WebhookEndpointRead.of(await _registered_endpoint(request.app.state.pool, tenant_id=principal.tenant_id, endpoint_id=endpoint_id))
 
@@ -205,7 +202,6 @@ async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, e
 async def update_webhook_endpoint(
     request: Request, principal: WebhooksWrite, endpoint_id: EndpointId, body: WebhookEndpointUpdate
 ) -> WebhookEndpointRead:
-    assert principal.tenant_id is not None
     settings = webhook_settings(request)
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection, connection.transaction():
@@ -241,7 +237,6 @@ async def update_webhook_endpoint(
     summary="Delete a webhook endpoint: no more deliveries, its secrets forgotten, its delivery log kept",
 )
 async def delete_webhook_endpoint(request: Request, principal: WebhooksWrite, endpoint_id: EndpointId) -> WebhookEndpointDeleted:
-    assert principal.tenant_id is not None
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection, connection.transaction():
             deleted = await delete_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
@@ -269,7 +264,6 @@ async def rotate_webhook_secret(
     endpoint_id: EndpointId,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> WebhookSecretRotation:
-    assert principal.tenant_id is not None
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection, connection.transaction():
@@ -300,7 +294,6 @@ async def rotate_webhook_secret(
 async def list_endpoint_deliveries(
     request: Request, principal: WebhooksRead, endpoint_id: EndpointId, page: DeliveryPageParams
 ) -> WebhookDeliveryList:
-    assert principal.tenant_id is not None
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection:
             await _registered_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
@@ -314,7 +307,6 @@ async def list_endpoint_deliveries(
     summary="List an event's deliveries (one per endpoint), each with its latest attempts",
 )
 async def list_event_deliveries(request: Request, principal: WebhooksRead, event_id: EventId, page: DeliveryPageParams) -> WebhookDeliveryList:
-    assert principal.tenant_id is not None
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection:
             await require_event(connection, tenant_id=principal.tenant_id, event_id=event_id)
@@ -331,7 +323,6 @@ async def list_event_deliveries(request: Request, principal: WebhooksRead, event
 async def redeliver_webhook(
     request: Request, principal: WebhooksWrite, idempotency: Idempotency, delivery_id: DeliveryId
 ) -> WebhookDeliveryRead:
-    assert principal.tenant_id is not None
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection:
             delivery = await request_redelivery(
@@ -350,7 +341,6 @@ async def redeliver_webhook(
     summary="The tenant's notify secret (signs deliveries to notify_urls): when it was made, never the secret",
 )
 async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> NotifySecretRead:
-    assert principal.tenant_id is not None
     return NotifySecretRead.of(await get_notify_secret(request.app.state.pool, tenant_id=principal.tenant_id))
 
 
@@ -366,7 +356,6 @@ async def rotate_tenant_notify_secret(
     idempotency: Idempotency,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> NotifySecretRotation:
-    assert principal.tenant_id is not None
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
         async with request.app.state.pool.acquire() as connection, connection.transaction():
