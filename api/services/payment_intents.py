@@ -221,16 +221,18 @@ async def cancel_payment_intent(*, pool: asyncpg.Pool, temporal: TemporalConnect
     return await get_payment_intent(pool, tenant_id=tenant_id, intent_id=intent_id)
 
 
-async def payment_confirmations(*, temporal: TemporalConnector, intent: StoredIntent) -> dict[str, int] | None:
-    """Each payment's confirmations, from the workflow; None if it cannot say right now (never
-    waits for a connection: the read model still answers)."""
+async def payment_confirmations(
+    *, temporal: TemporalConnector, intent: StoredIntent, timeout_s: float = VIEW_QUERY_TIMEOUT_S
+) -> dict[str, int] | None:
+    """Each payment's confirmations (by `tx_hash:log_index`), from the workflow; None if it cannot
+    say right now (never waits for a connection: the read model still answers)."""
     if not intent.payments:
         return {}
     if temporal.client is None:
         return None
     try:
         view = await asyncio.wait_for(
-            temporal.client.get_workflow_handle(intent.id).query(PaymentIntentWorkflow.view), timeout=VIEW_QUERY_TIMEOUT_S
+            temporal.client.get_workflow_handle(intent.id).query(PaymentIntentWorkflow.view), timeout=timeout_s
         )
     except Exception:  # noqa: BLE001 - best effort: the read model still answers
         return None
