@@ -15,7 +15,7 @@ from fastapi import Body, Depends, Path, Request
 
 from api.auth import TenantPrincipal, tenant_key
 from api.config import TIER_WRITE
-from api.deps import secret_box, webhook_settings
+from api.deps import PoolDep, secret_box, webhook_settings
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
@@ -154,11 +154,11 @@ async def _deliveries_with_attempts(
     summary="Register a webhook endpoint (its signing secret is shown once)",
 )
 async def create_webhook_endpoint(
-    request: Request, principal: WebhooksWrite, idempotency: Idempotency, body: WebhookEndpointCreate
+    request: Request, principal: WebhooksWrite, pool: PoolDep, idempotency: Idempotency, body: WebhookEndpointCreate
 ) -> WebhookEndpointCreated:
     settings = webhook_settings(request)
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             created = await create_endpoint(
                 connection,
                 secret_box=secret_box(request),
@@ -181,17 +181,17 @@ async def create_webhook_endpoint(
 
 
 @router.get("/v1/webhook_endpoints", response_model=WebhookEndpointList, summary="List the tenant's webhook endpoints")
-async def list_webhook_endpoints(request: Request, principal: WebhooksRead, page: PageParams) -> WebhookEndpointList:
-    result = await list_endpoints(request.app.state.pool, tenant_id=principal.tenant_id, page=page)
+async def list_webhook_endpoints(principal: WebhooksRead, pool: PoolDep, page: PageParams) -> WebhookEndpointList:
+    result = await list_endpoints(pool, tenant_id=principal.tenant_id, page=page)
     return WebhookEndpointList.of(result, url="/v1/webhook_endpoints", item=WebhookEndpointRead.of)
 
 
 @router.get(
     "/v1/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointRead, summary="Retrieve a webhook endpoint (never its secret)"
 )
-async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, endpoint_id: EndpointId) -> WebhookEndpointRead:
+async def retrieve_webhook_endpoint(principal: WebhooksRead, pool: PoolDep, endpoint_id: EndpointId) -> WebhookEndpointRead:
     with webhook_errors():
-        return WebhookEndpointRead.of(await _registered_endpoint(request.app.state.pool, tenant_id=principal.tenant_id, endpoint_id=endpoint_id))
+        return WebhookEndpointRead.of(await _registered_endpoint(pool, tenant_id=principal.tenant_id, endpoint_id=endpoint_id))
 
 
 @router.patch(
@@ -200,11 +200,11 @@ async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, e
     summary="Change a webhook endpoint's URL, events or description; disable or enable it",
 )
 async def update_webhook_endpoint(
-    request: Request, principal: WebhooksWrite, endpoint_id: EndpointId, body: WebhookEndpointUpdate
+    request: Request, principal: WebhooksWrite, pool: PoolDep, endpoint_id: EndpointId, body: WebhookEndpointUpdate
 ) -> WebhookEndpointRead:
     settings = webhook_settings(request)
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             before = WebhookEndpointRead.of(
                 await _registered_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             )
@@ -236,9 +236,11 @@ async def update_webhook_endpoint(
     response_model=WebhookEndpointDeleted,
     summary="Delete a webhook endpoint: no more deliveries, its secrets forgotten, its delivery log kept",
 )
-async def delete_webhook_endpoint(request: Request, principal: WebhooksWrite, endpoint_id: EndpointId) -> WebhookEndpointDeleted:
+async def delete_webhook_endpoint(
+    request: Request, principal: WebhooksWrite, pool: PoolDep, endpoint_id: EndpointId
+) -> WebhookEndpointDeleted:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             deleted = await delete_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             await _audit(
                 connection,
@@ -260,13 +262,14 @@ async def delete_webhook_endpoint(request: Request, principal: WebhooksWrite, en
 async def rotate_webhook_secret(
     request: Request,
     principal: WebhooksWrite,
+    pool: PoolDep,
     idempotency: Idempotency,
     endpoint_id: EndpointId,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> WebhookSecretRotation:
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             rotated = await rotate_endpoint_secret(
                 connection, secret_box=secret_box(request), tenant_id=principal.tenant_id, endpoint_id=endpoint_id, overlap_s=overlap_s
             )
@@ -292,10 +295,10 @@ async def rotate_webhook_secret(
     summary="List an endpoint's deliveries, each with its latest attempts",
 )
 async def list_endpoint_deliveries(
-    request: Request, principal: WebhooksRead, endpoint_id: EndpointId, page: DeliveryPageParams
+    principal: WebhooksRead, pool: PoolDep, endpoint_id: EndpointId, page: DeliveryPageParams
 ) -> WebhookDeliveryList:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             await _registered_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, endpoint_id=endpoint_id)
     return WebhookDeliveryList(data=result.items, has_more=result.has_more, url=f"/v1/webhook_endpoints/{endpoint_id}/deliveries")
@@ -306,9 +309,11 @@ async def list_endpoint_deliveries(
     response_model=WebhookDeliveryList,
     summary="List an event's deliveries (one per endpoint), each with its latest attempts",
 )
-async def list_event_deliveries(request: Request, principal: WebhooksRead, event_id: EventId, page: DeliveryPageParams) -> WebhookDeliveryList:
+async def list_event_deliveries(
+    principal: WebhooksRead, pool: PoolDep, event_id: EventId, page: DeliveryPageParams
+) -> WebhookDeliveryList:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             await require_event(connection, tenant_id=principal.tenant_id, event_id=event_id)
             result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, event_id=event_id)
     return WebhookDeliveryList(data=result.items, has_more=result.has_more, url=f"/v1/events/{event_id}/deliveries")
@@ -321,10 +326,10 @@ async def list_event_deliveries(request: Request, principal: WebhooksRead, event
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def redeliver_webhook(
-    request: Request, principal: WebhooksWrite, idempotency: Idempotency, delivery_id: DeliveryId
+    request: Request, principal: WebhooksWrite, pool: PoolDep, idempotency: Idempotency, delivery_id: DeliveryId
 ) -> WebhookDeliveryRead:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             delivery = await request_redelivery(
                 connection, tenant_id=principal.tenant_id, delivery_id=delivery_id, actor=principal.actor(request)
             )
@@ -340,8 +345,8 @@ async def redeliver_webhook(
     response_model=NotifySecretRead,
     summary="The tenant's notify secret (signs deliveries to notify_urls): when it was made, never the secret",
 )
-async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> NotifySecretRead:
-    return NotifySecretRead.of(await get_notify_secret(request.app.state.pool, tenant_id=principal.tenant_id))
+async def retrieve_notify_secret(principal: WebhooksRead, pool: PoolDep) -> NotifySecretRead:
+    return NotifySecretRead.of(await get_notify_secret(pool, tenant_id=principal.tenant_id))
 
 
 @router.post(
@@ -353,12 +358,13 @@ async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> N
 async def rotate_tenant_notify_secret(
     request: Request,
     principal: WebhooksWrite,
+    pool: PoolDep,
     idempotency: Idempotency,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> NotifySecretRotation:
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             rotated = await rotate_notify_secret(connection, secret_box=secret_box(request), tenant_id=principal.tenant_id, overlap_s=overlap_s)
             await record_audit_event(
                 connection,
