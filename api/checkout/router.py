@@ -225,7 +225,7 @@ async def checkout_page(request: Request) -> Response:
         response.headers.update(limited.headers)
         return response
     intent = await authorized_intent(
-        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+        pool=request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
     )
     if intent is None:
         return _not_valid_page(request, strings, settings)
@@ -257,7 +257,7 @@ async def checkout_status(request: Request) -> Response:
     if limited is not None:
         return _secured(error_response(request, limited), settings)
     intent = await authorized_intent(
-        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+        pool=request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
     )
     if intent is None:
         return _secured(error_response(request, not_found(f"No such payment intent: {request.path_params['intent_id']}", param="id")), settings)

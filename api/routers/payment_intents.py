@@ -165,7 +165,7 @@ async def public_intent(
     ] = None,
 ) -> PaymentIntentPublic:
     check_ip_rate_limit(request)
-    intent = await authorized_intent(pool, intent_id=intent_id, client_secret=client_secret)
+    intent = await authorized_intent(pool=pool, intent_id=intent_id, client_secret=client_secret)
     if intent is None:
         # One answer for "no such intent" and "wrong secret": the id alone reveals nothing.
         raise not_found(f"No such payment intent: {intent_id}", param="id")

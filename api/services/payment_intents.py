@@ -12,7 +12,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 import asyncpg
 from temporalio.client import WorkflowUpdateFailedError
@@ -239,7 +238,7 @@ async def payment_confirmations(
     return {f"{payment.tx_hash.lower()}:{payment.log_index}": payment.confirmations for payment in view.payments}
 
 
-async def authorized_intent(pool: Any, *, intent_id: str, client_secret: str | None) -> StoredIntent | None:
+async def authorized_intent(*, pool: asyncpg.Pool, intent_id: str, client_secret: str | None) -> StoredIntent | None:
     """The intent, if `client_secret` is its secret; None for every other case alike (no such
     intent, wrong or missing secret, malformed input), at the same cost: a miss is compared against
     a dummy hash. The public view and the checkout page open an intent only through this."""
