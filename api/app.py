@@ -35,7 +35,7 @@ from api.routers import webhook_endpoints
 from api.routers import payment_intents
 from api.routers import refunds
 from api import checkout
-from api.routers.payment_intents import TemporalConnector
+from api.temporal import TemporalConnector
 from db.idempotency import purge_expired_idempotency_keys
 from db.pool import create_pool
 from db.settings import Settings

@@ -1,7 +1,7 @@
 """Bearer authentication, scopes and rate limits: one dependency per route.
 
     @router.get("/v1/things")
-    async def list_things(principal: Annotated[Principal, tenant_key(Scope.THINGS_READ)]): ...
+    async def list_things(principal: Annotated[TenantPrincipal, tenant_key(Scope.THINGS_READ)]): ...
 
 `tenant_key(scope)` admits a tenant's key holding `scope`; `PlatformAdmin` admits the platform
 admin key (configuration, `SETTLE_ADMIN_API_KEY`). Both first take a token from the client IP's
@@ -87,6 +87,17 @@ class Principal:
         )
 
 
+@dataclass(frozen=True)
+class TenantPrincipal(Principal):
+    """A tenant's key, what `tenant_key` admits: its tenant id is always set, so routes and
+    services take it as a `str` without asserting it."""
+
+    tenant_id: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.kind == "tenant" and self.tenant_id and self.api_key_id is not None
+
+
 def unauthenticated(message: str, *, code: str) -> ApiError:
     return ApiError(
         401, type=ErrorType.AUTHENTICATION, code=code, message=message, headers={"WWW-Authenticate": 'Bearer realm="settle"'}
@@ -141,7 +152,7 @@ async def _authenticate_tenant_key(request: Request, token: str) -> Principal:
         )
     api_settings: ApiSettings = request.app.state.api_settings
     await touch_last_used(pool, key_id=key.id, resolution_s=api_settings.key_last_used_resolution_s)
-    return Principal(
+    return TenantPrincipal(
         kind="tenant",
         tenant_id=key.tenant_id,
         tenant_kind=TenantKind(found.tenant_kind),
@@ -198,11 +209,11 @@ async def authorize_tenant(
     request: Request,
     security_scopes: SecurityScopes,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-) -> Principal:
+) -> TenantPrincipal:
     check_ip_rate_limit(request)
     principal = await authenticate(request, credentials)
     check_rate_limit(request, dimension="key", subject=principal.rate_limit_subject)
-    if principal.kind != "tenant":
+    if not isinstance(principal, TenantPrincipal):
         raise forbidden(
             "The platform admin key cannot act as a tenant; call this route with the tenant's own API key.",
             code="tenant_key_required",
@@ -226,7 +237,7 @@ async def authorize_platform_admin(
 
 
 def tenant_key(scope: Scope) -> Any:
-    """`Annotated[Principal, tenant_key(Scope.X)]`: a tenant key holding scope X."""
+    """`Annotated[TenantPrincipal, tenant_key(Scope.X)]`: a tenant key holding scope X."""
     return Security(authorize_tenant, scopes=[str(scope)])
 
 

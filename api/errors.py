@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.services.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from db.api_keys import ApiKeyConflict, ApiKeyForbidden, ApiKeyNotFound
 from db.audit import CursorNotFound
 from db.tenants import TenantNotFound
@@ -193,7 +194,21 @@ def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONRespon
     return error_response(request, error)
 
 
+def service_error(exc: ServiceError) -> ApiError:
+    """A service's refusal, in the API's shape."""
+    if isinstance(exc, InvalidInput):
+        return invalid_request(exc.message, code=exc.code, param=exc.param)
+    if isinstance(exc, Conflict):
+        return ApiError(409, type=ErrorType.INVALID_REQUEST, code=exc.code, message=exc.message, param=exc.param)
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return ApiError(503, type=ErrorType.API, code=exc.code, message=exc.message, param=exc.param, headers=headers)
+    raise AssertionError(f"unmapped service error {type(exc).__name__}")
+
+
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ServiceError):
+        return error_response(request, service_error(exc))
     if isinstance(exc, TenantRuleError):
         return error_response(request, invalid_request(exc.message, code=exc.code, param=exc.param))
     if isinstance(exc, CursorNotFound):
@@ -223,5 +238,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_exception)
-    for error_class in (TenantRuleError, CursorNotFound, ApiKeyNotFound, TenantNotFound, ApiKeyConflict, ApiKeyForbidden):
+    for error_class in (ServiceError, TenantRuleError, CursorNotFound, ApiKeyNotFound, TenantNotFound, ApiKeyConflict, ApiKeyForbidden):
         app.add_exception_handler(error_class, domain_error)

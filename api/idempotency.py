@@ -44,6 +44,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request, Response
 
 from api.config import ApiSettings
+from api.deps import secret_box
 from api.errors import ApiError, ErrorType
 from db.idempotency import (
     IdempotencyRecord,
@@ -172,9 +173,6 @@ def replayed_body(record: IdempotencyRecord, *, box: SecretBox) -> bytes:
 
 
 def _secret_box(request: Request) -> SecretBox:
-    # Imported here: that router module imports this one.
-    from api.routers.webhook_endpoints import secret_box
-
     return secret_box(request)
 
 

@@ -22,11 +22,11 @@ from api.pagination import ListResponse
 from db.api_keys import ApiKey, CreatedApiKey
 from db.audit import AuditEvent
 from db.tenants import Tenant
+from domain.confirmations import CONFIRMATION_TIERS_COUNT_MAX, ConfirmationTier
+from domain.confirmations import TIER_CONFIRMATIONS_MAX as CONFIRMATIONS_MAX
 from domain.tenants import (
     APPROVERS_COUNT_MAX,
     CHAIN_ID_MAX,
-    CONFIRMATION_TIERS_COUNT_MAX,
-    CONFIRMATIONS_MAX,
     FEE_BPS_MAX,
     KEY_NAME_LENGTH_MAX,
     KEY_ROTATION_OVERLAP_S_MAX,
@@ -35,7 +35,6 @@ from domain.tenants import (
     TENANT_NAME_LENGTH_MAX,
     ApiKeyStatus,
     ApiKeyType,
-    ConfirmationTier,
     Scope,
     TenantKind,
     TenantStatus,

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from domain.confirmations import ConfirmationTier, ConfirmationTiersInvalid, validate_tiers
+
 
 
 class TenantRuleError(ValueError):
@@ -275,9 +277,6 @@ FEE_BPS_MAX = 10_000
 TENANT_NAME_LENGTH_MAX = 200
 PAYOUT_ADDRESSES_COUNT_MAX = 20
 APPROVERS_COUNT_MAX = 20
-CONFIRMATION_TIERS_COUNT_MAX = 10
-CONFIRMATIONS_MAX = 10_000
-AMOUNT_BASE_UNITS_MAX = 2**256 - 1
 # EIP-155 chain ids in use stay far below this; JSON clients keep it exact.
 CHAIN_ID_MAX = 2**53 - 1
 
@@ -328,29 +327,12 @@ def validate_evm_address(address: str, *, param: str = "address") -> str:
     return address
 
 
-@dataclass(frozen=True)
-class ConfirmationTier:
-    amount_base_units_min: int
-    confirmations_min: int
-
-
 def validate_confirmation_tiers(tiers: list[ConfirmationTier], *, param: str = "confirmation_policy.tiers") -> list[ConfirmationTier]:
-    """Tiers by amount: the first starts at 0, amounts strictly increase, and a larger amount
-    never needs fewer confirmations than a smaller one."""
-    if not 1 <= len(tiers) <= CONFIRMATION_TIERS_COUNT_MAX:
-        raise TenantRuleError(f"between 1 and {CONFIRMATION_TIERS_COUNT_MAX} tiers are needed", param=param)
-    if tiers[0].amount_base_units_min != 0:
-        raise TenantRuleError("the first tier must start at amount_base_units_min 0", param=param)
-    for index, tier in enumerate(tiers):
-        if not 0 <= tier.amount_base_units_min <= AMOUNT_BASE_UNITS_MAX:
-            raise TenantRuleError("amount_base_units_min must fit in 256 bits", param=f"{param}[{index}]")
-        if not 0 <= tier.confirmations_min <= CONFIRMATIONS_MAX:
-            raise TenantRuleError(f"confirmations_min must be between 0 and {CONFIRMATIONS_MAX}", param=f"{param}[{index}]")
-    for index, (lower, upper) in enumerate(zip(tiers, tiers[1:]), start=1):
-        if upper.amount_base_units_min <= lower.amount_base_units_min:
-            raise TenantRuleError("tier amounts must strictly increase", param=f"{param}[{index}]")
-        if upper.confirmations_min < lower.confirmations_min:
-            raise TenantRuleError("a larger amount must not need fewer confirmations", param=f"{param}[{index}]")
+    """A tenant's confirmation tiers, by domain.confirmations' rules, as this module's error."""
+    try:
+        validate_tiers(tiers, param=param)
+    except ConfirmationTiersInvalid as error:
+        raise TenantRuleError(error.message, param=error.param) from None
     return tiers
 
 

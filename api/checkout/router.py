@@ -29,7 +29,7 @@ from api.checkout.config import CheckoutSettings, get_checkout_settings
 from api.checkout.strings import Strings
 from api.checkout.view import CheckoutState, CheckoutView, checkout_view
 from api.errors import ApiError, error_response, not_found
-from api.routers.payment_intents import authorized_intent
+from api.services.payment_intents import authorized_intent, payment_confirmations
 from db.payment_intents import StoredIntent
 from db.settings import Settings
 from db.tenants import TenantNotFound, get_tenant
@@ -187,18 +187,9 @@ async def _confirmations(request: Request, intent: StoredIntent, settings: Check
     page then shows "waiting for m confirmations" without a count)."""
     if intent.status != IntentStatus.PROCESSING or not intent.payments:
         return None
-    client = getattr(request.app.state.temporal, "client", None)
-    if client is None:
-        return None
-    from workflows.payment_intent_workflow import PaymentIntentWorkflow
-
-    try:
-        view = await asyncio.wait_for(
-            client.get_workflow_handle(intent.id).query(PaymentIntentWorkflow.view), timeout=settings.confirmations_query_timeout_s
-        )
-    except Exception:  # noqa: BLE001 - best effort: the read model still answers
-        return None
-    return {f"{payment.tx_hash.lower()}:{payment.log_index}": payment.confirmations for payment in view.payments}
+    return await payment_confirmations(
+        temporal=request.app.state.temporal, intent=intent, timeout_s=settings.confirmations_query_timeout_s
+    )
 
 
 async def _view(request: Request, intent: StoredIntent, strings: Strings, settings: CheckoutSettings) -> CheckoutView:
@@ -234,7 +225,7 @@ async def checkout_page(request: Request) -> Response:
         response.headers.update(limited.headers)
         return response
     intent = await authorized_intent(
-        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+        pool=request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
     )
     if intent is None:
         return _not_valid_page(request, strings, settings)
@@ -266,7 +257,7 @@ async def checkout_status(request: Request) -> Response:
     if limited is not None:
         return _secured(error_response(request, limited), settings)
     intent = await authorized_intent(
-        request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
+        pool=request.app.state.pool, intent_id=request.path_params["intent_id"], client_secret=_client_secret(request)
     )
     if intent is None:
         return _secured(error_response(request, not_found(f"No such payment intent: {request.path_params['intent_id']}", param="id")), settings)

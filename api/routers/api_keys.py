@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import Body, Path, Query, Request
 
-from api.auth import Principal, tenant_key
+from api.auth import TenantPrincipal, tenant_key
 from api.config import TIER_WRITE, ApiSettings
+from api.deps import PoolDep
 from api.idempotency import Idempotency
 from api.pagination import PageParams
 from api.routing import settle_router
@@ -29,8 +30,8 @@ from domain.tenants import (
 
 router = settle_router(prefix="/v1/api_keys", tags=["api keys"])
 
-KeysRead = Annotated[Principal, tenant_key(Scope.API_KEYS_READ)]
-KeysWrite = Annotated[Principal, tenant_key(Scope.API_KEYS_WRITE)]
+KeysRead = Annotated[TenantPrincipal, tenant_key(Scope.API_KEYS_READ)]
+KeysWrite = Annotated[TenantPrincipal, tenant_key(Scope.API_KEYS_WRITE)]
 # Rotating or revoking: the 403 says why, beyond the missing route scope.
 MANAGE_FORBIDDEN = {
     403: {
@@ -44,12 +45,13 @@ KeyId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_LENG
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create a restricted or publishable key")
-async def create_key(request: Request, principal: KeysWrite, idempotency: Idempotency, body: ApiKeyCreate) -> ApiKeyCreated:
-    assert principal.tenant_id is not None
+async def create_key(
+    request: Request, principal: KeysWrite, pool: PoolDep, idempotency: Idempotency, body: ApiKeyCreate
+) -> ApiKeyCreated:
     key_type = ApiKeyType(body.type)
     scopes = scopes_for_new_key(key_type=key_type, requested=body.scopes, held_by_creator=principal.scopes)
     created = await create_api_key(
-        request.app.state.pool,
+        pool,
         tenant_id=principal.tenant_id,
         key_type=key_type,
         name=body.name,
@@ -62,21 +64,19 @@ async def create_key(request: Request, principal: KeysWrite, idempotency: Idempo
 
 @router.get("", response_model=ApiKeyList, summary="List the tenant's keys")
 async def list_keys(
-    request: Request,
     principal: KeysRead,
+    pool: PoolDep,
     page: PageParams,
     status: Annotated[ApiKeyStatus | None, Query(description="Only keys in this status.")] = None,
     type: Annotated[ApiKeyType | None, Query(description="Only keys of this type.")] = None,
 ) -> ApiKeyList:
-    assert principal.tenant_id is not None
-    result = await list_api_keys(request.app.state.pool, tenant_id=principal.tenant_id, page=page, status=status, key_type=type)
+    result = await list_api_keys(pool, tenant_id=principal.tenant_id, page=page, status=status, key_type=type)
     return ApiKeyList.of(result, url="/v1/api_keys", item=ApiKeyRead.of)
 
 
 @router.get("/{key_id}", response_model=ApiKeyRead, summary="Retrieve a key (never its secret)")
-async def retrieve_key(request: Request, principal: KeysRead, key_id: KeyId) -> ApiKeyRead:
-    assert principal.tenant_id is not None
-    return ApiKeyRead.of(await get_api_key(request.app.state.pool, tenant_id=principal.tenant_id, key_id=key_id))
+async def retrieve_key(principal: KeysRead, pool: PoolDep, key_id: KeyId) -> ApiKeyRead:
+    return ApiKeyRead.of(await get_api_key(pool, tenant_id=principal.tenant_id, key_id=key_id))
 
 
 @router.post(
@@ -88,15 +88,15 @@ async def retrieve_key(request: Request, principal: KeysRead, key_id: KeyId) -> 
 async def rotate_key(
     request: Request,
     principal: KeysWrite,
+    pool: PoolDep,
     idempotency: Idempotency,
     key_id: KeyId,
     body: Annotated[ApiKeyRotate | None, Body()] = None,
 ) -> ApiKeyRotation:
-    assert principal.tenant_id is not None
     api_settings: ApiSettings = request.app.state.api_settings
     overlap_s = body.expires_in_s if body is not None and body.expires_in_s is not None else api_settings.key_rotation_overlap_s
     created, previous = await rotate_api_key(
-        request.app.state.pool,
+        pool,
         tenant_id=principal.tenant_id,
         key_id=key_id,
         overlap_s=overlap_s,
@@ -113,11 +113,10 @@ async def rotate_key(
     summary="Revoke a key now",
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
-async def revoke_key(request: Request, principal: KeysWrite, idempotency: Idempotency, key_id: KeyId) -> ApiKeyRead:
-    assert principal.tenant_id is not None
+async def revoke_key(request: Request, principal: KeysWrite, pool: PoolDep, idempotency: Idempotency, key_id: KeyId) -> ApiKeyRead:
     return ApiKeyRead.of(
         await revoke_api_key(
-            request.app.state.pool,
+            pool,
             tenant_id=principal.tenant_id,
             key_id=key_id,
             actor=principal.actor(request),

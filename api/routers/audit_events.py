@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Query
 
-from api.auth import Principal, tenant_key
+from api.auth import TenantPrincipal, tenant_key
+from api.deps import PoolDep
 from api.pagination import PageParams
 from api.routing import settle_router
 from api.schemas import AuditEventList, AuditEventRead
@@ -18,8 +19,8 @@ router = settle_router(prefix="/v1/audit_events", tags=["audit"])
 
 @router.get("", response_model=AuditEventList, summary="List the tenant's audit events")
 async def list_events(
-    request: Request,
-    principal: Annotated[Principal, tenant_key(Scope.AUDIT_EVENTS_READ)],
+    principal: Annotated[TenantPrincipal, tenant_key(Scope.AUDIT_EVENTS_READ)],
+    pool: PoolDep,
     page: PageParams,
     action: Annotated[
         str | None, Query(pattern=r"^[a-z_]{1,40}\.[a-z_]{1,40}$", description="Only this action, e.g. `api_key.rotated`.")
@@ -31,8 +32,7 @@ async def list_events(
         str | None, Query(pattern=r"^[A-Za-z0-9_:.\-]{1,100}$", description="Only events by this actor (an API key id).")
     ] = None,
 ) -> AuditEventList:
-    assert principal.tenant_id is not None
     result = await list_audit_events(
-        request.app.state.pool, tenant_id=principal.tenant_id, page=page, action=action, object_id=object_id, actor_id=actor_id
+        pool, tenant_id=principal.tenant_id, page=page, action=action, object_id=object_id, actor_id=actor_id
     )
     return AuditEventList.of(result, url="/v1/audit_events", item=AuditEventRead.of)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request
 
-from api.auth import PLATFORM_ADMIN, Principal, tenant_key
+from api.auth import PLATFORM_ADMIN, Principal, TenantPrincipal, tenant_key
 from api.config import TIER_WRITE
+from api.deps import PoolDep
 from api.errors import ApiError, ErrorType
 from api.idempotency import Idempotency
 from api.pagination import PageParams
@@ -42,9 +43,11 @@ TenantId = Annotated[str, Path(pattern=OBJECT_ID_PATTERN, max_length=OBJECT_ID_L
 
 
 @platform_router.post("", status_code=201, response_model=TenantCreated, summary="Create a tenant and its first secret key")
-async def create_tenant(request: Request, principal: PlatformAdmin, idempotency: Idempotency, body: TenantCreate) -> TenantCreated:
+async def create_tenant(
+    request: Request, principal: PlatformAdmin, pool: PoolDep, idempotency: Idempotency, body: TenantCreate
+) -> TenantCreated:
     tenant, created = await create_tenant_with_first_key(
-        request.app.state.pool,
+        pool,
         kind=body.kind,
         name=body.name,
         mode=key_mode_for_env(request.app.state.settings.env),
@@ -59,19 +62,19 @@ async def create_tenant(request: Request, principal: PlatformAdmin, idempotency:
 
 @platform_router.get("", response_model=TenantList, summary="List tenants")
 async def list_all_tenants(
-    request: Request,
     principal: PlatformAdmin,
+    pool: PoolDep,
     page: PageParams,
     kind: Annotated[TenantKind | None, Query(description="Only tenants of this kind.")] = None,
     status: Annotated[TenantStatus | None, Query(description="Only tenants in this status.")] = None,
 ) -> TenantList:
-    result = await list_tenants(request.app.state.pool, page=page, kind=kind, status=status)
+    result = await list_tenants(pool, page=page, kind=kind, status=status)
     return TenantList.of(result, url="/v1/tenants", item=TenantRead.of)
 
 
 @platform_router.get("/{tenant_id}", response_model=TenantRead, summary="Retrieve a tenant")
-async def retrieve_tenant(request: Request, principal: PlatformAdmin, tenant_id: TenantId) -> TenantRead:
-    return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=tenant_id))
+async def retrieve_tenant(principal: PlatformAdmin, pool: PoolDep, tenant_id: TenantId) -> TenantRead:
+    return TenantRead.of(await get_tenant(pool, tenant_id=tenant_id))
 
 
 @platform_router.patch(
@@ -81,18 +84,17 @@ async def retrieve_tenant(request: Request, principal: PlatformAdmin, tenant_id:
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def update_tenant_platform_settings(
-    request: Request, principal: PlatformAdmin, tenant_id: TenantId, body: TenantPlatformUpdate
+    request: Request, principal: PlatformAdmin, pool: PoolDep, tenant_id: TenantId, body: TenantPlatformUpdate
 ) -> TenantRead:
     tenant = await update_tenant_settings(
-        request.app.state.pool, tenant_id=tenant_id, changes=body.changes(), actor=principal.actor(request)
+        pool, tenant_id=tenant_id, changes=body.changes(), actor=principal.actor(request)
     )
     return TenantRead.of(tenant)
 
 
 @tenant_router.get("", response_model=TenantRead, summary="Retrieve the calling tenant's settings")
-async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_READ)]) -> TenantRead:
-    assert principal.tenant_id is not None
-    return TenantRead.of(await get_tenant(request.app.state.pool, tenant_id=principal.tenant_id))
+async def retrieve_own_tenant(principal: Annotated[TenantPrincipal, tenant_key(Scope.TENANT_READ)], pool: PoolDep) -> TenantRead:
+    return TenantRead.of(await get_tenant(pool, tenant_id=principal.tenant_id))
 
 
 @tenant_router.patch(
@@ -111,9 +113,8 @@ async def retrieve_own_tenant(request: Request, principal: Annotated[Principal, 
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def update_own_tenant(
-    request: Request, principal: Annotated[Principal, tenant_key(Scope.TENANT_WRITE)], body: TenantUpdate
+    request: Request, principal: Annotated[TenantPrincipal, tenant_key(Scope.TENANT_WRITE)], pool: PoolDep, body: TenantUpdate
 ) -> TenantRead:
-    assert principal.tenant_id is not None
     changes = body.changes()
     refused = [name for name in PLATFORM_SETTINGS if name in changes]
     if refused:
@@ -128,6 +129,6 @@ async def update_own_tenant(
             param=refused[0],
         )
     tenant = await update_tenant_settings(
-        request.app.state.pool, tenant_id=principal.tenant_id, changes=changes, actor=principal.actor(request)
+        pool, tenant_id=principal.tenant_id, changes=changes, actor=principal.actor(request)
     )
     return TenantRead.of(tenant)

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Iterator
 import asyncpg
 from fastapi import Body, Depends, Path, Request
 
-from api.auth import Principal, tenant_key
+from api.auth import TenantPrincipal, tenant_key
 from api.config import TIER_WRITE
+from api.deps import PoolDep, secret_box, webhook_settings
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
@@ -35,7 +36,6 @@ from api.schemas_webhooks import (
 )
 from db.audit import Actor, record_audit_event
 from db.events import EventNotFound, require_event
-from db.secret_box import SecretBox
 from db.webhook_deliveries import WebhookDeliveryNotFound, list_attempts, list_deliveries_with_attempts, request_redelivery
 from db.webhook_endpoints import (
     NOTIFY_SECRET_OBJECT_TYPE,
@@ -50,15 +50,14 @@ from db.webhook_endpoints import (
     update_endpoint,
 )
 from db.webhook_secrets import get_notify_secret, rotate_notify_secret
-from db.webhook_settings import WebhookSettings, get_webhook_settings
 from domain.pagination import Page, PageRequest
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, AuditAction, Scope
 from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRuleError
 
 router = settle_router(tags=["webhooks"])
 
-WebhooksRead = Annotated[Principal, tenant_key(Scope.WEBHOOKS_READ)]
-WebhooksWrite = Annotated[Principal, tenant_key(Scope.WEBHOOKS_WRITE)]
+WebhooksRead = Annotated[TenantPrincipal, tenant_key(Scope.WEBHOOKS_READ)]
+WebhooksWrite = Annotated[TenantPrincipal, tenant_key(Scope.WEBHOOKS_WRITE)]
 
 # Event ids are `evt_...` and may hold underscores (`evt_<intent>_0001`); a delivery's id is
 # `whd_<event id>_<endpoint id>`.
@@ -85,25 +84,6 @@ DeliveryId = Annotated[
 
 
 # ---------------------------------------------------------------------------- plumbing
-def webhook_settings(request: Request) -> WebhookSettings:
-    """The deployment's webhook settings (URL policy, secret encryption keys); an app may carry
-    its own in `app.state.webhook_settings`."""
-    settings = getattr(request.app.state, "webhook_settings", None)
-    if settings is None:
-        settings = get_webhook_settings()
-        request.app.state.webhook_settings = settings
-    return settings
-
-
-def secret_box(request: Request) -> SecretBox:
-    settings = webhook_settings(request)
-    cached = getattr(request.app.state, "webhook_secret_box", None)
-    if cached is None or cached[0] is not settings:
-        cached = (settings, SecretBox(settings.secret_encryption_keys()))
-        request.app.state.webhook_secret_box = cached
-    return cached[1]
-
-
 @contextlib.contextmanager
 def webhook_errors() -> Iterator[None]:
     """The repository's errors, in the API's shape."""
@@ -130,7 +110,7 @@ async def _registered_endpoint(connection: asyncpg.Connection | asyncpg.Pool, *,
 
 
 async def _audit(
-    connection: asyncpg.Connection, *, principal: Principal, actor: Actor, action: AuditAction, endpoint_id: str, data: dict[str, Any]
+    connection: asyncpg.Connection, *, principal: TenantPrincipal, actor: Actor, action: AuditAction, endpoint_id: str, data: dict[str, Any]
 ) -> None:
     await record_audit_event(
         connection,
@@ -174,12 +154,11 @@ async def _deliveries_with_attempts(
     summary="Register a webhook endpoint (its signing secret is shown once)",
 )
 async def create_webhook_endpoint(
-    request: Request, principal: WebhooksWrite, idempotency: Idempotency, body: WebhookEndpointCreate
+    request: Request, principal: WebhooksWrite, pool: PoolDep, idempotency: Idempotency, body: WebhookEndpointCreate
 ) -> WebhookEndpointCreated:
-    assert principal.tenant_id is not None
     settings = webhook_settings(request)
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             created = await create_endpoint(
                 connection,
                 secret_box=secret_box(request),
@@ -202,19 +181,17 @@ async def create_webhook_endpoint(
 
 
 @router.get("/v1/webhook_endpoints", response_model=WebhookEndpointList, summary="List the tenant's webhook endpoints")
-async def list_webhook_endpoints(request: Request, principal: WebhooksRead, page: PageParams) -> WebhookEndpointList:
-    assert principal.tenant_id is not None
-    result = await list_endpoints(request.app.state.pool, tenant_id=principal.tenant_id, page=page)
+async def list_webhook_endpoints(principal: WebhooksRead, pool: PoolDep, page: PageParams) -> WebhookEndpointList:
+    result = await list_endpoints(pool, tenant_id=principal.tenant_id, page=page)
     return WebhookEndpointList.of(result, url="/v1/webhook_endpoints", item=WebhookEndpointRead.of)
 
 
 @router.get(
     "/v1/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointRead, summary="Retrieve a webhook endpoint (never its secret)"
 )
-async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, endpoint_id: EndpointId) -> WebhookEndpointRead:
-    assert principal.tenant_id is not None
+async def retrieve_webhook_endpoint(principal: WebhooksRead, pool: PoolDep, endpoint_id: EndpointId) -> WebhookEndpointRead:
     with webhook_errors():
-        return WebhookEndpointRead.of(await _registered_endpoint(request.app.state.pool, tenant_id=principal.tenant_id, endpoint_id=endpoint_id))
+        return WebhookEndpointRead.of(await _registered_endpoint(pool, tenant_id=principal.tenant_id, endpoint_id=endpoint_id))
 
 
 @router.patch(
@@ -223,12 +200,11 @@ async def retrieve_webhook_endpoint(request: Request, principal: WebhooksRead, e
     summary="Change a webhook endpoint's URL, events or description; disable or enable it",
 )
 async def update_webhook_endpoint(
-    request: Request, principal: WebhooksWrite, endpoint_id: EndpointId, body: WebhookEndpointUpdate
+    request: Request, principal: WebhooksWrite, pool: PoolDep, endpoint_id: EndpointId, body: WebhookEndpointUpdate
 ) -> WebhookEndpointRead:
-    assert principal.tenant_id is not None
     settings = webhook_settings(request)
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             before = WebhookEndpointRead.of(
                 await _registered_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             )
@@ -260,10 +236,11 @@ async def update_webhook_endpoint(
     response_model=WebhookEndpointDeleted,
     summary="Delete a webhook endpoint: no more deliveries, its secrets forgotten, its delivery log kept",
 )
-async def delete_webhook_endpoint(request: Request, principal: WebhooksWrite, endpoint_id: EndpointId) -> WebhookEndpointDeleted:
-    assert principal.tenant_id is not None
+async def delete_webhook_endpoint(
+    request: Request, principal: WebhooksWrite, pool: PoolDep, endpoint_id: EndpointId
+) -> WebhookEndpointDeleted:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             deleted = await delete_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             await _audit(
                 connection,
@@ -285,14 +262,14 @@ async def delete_webhook_endpoint(request: Request, principal: WebhooksWrite, en
 async def rotate_webhook_secret(
     request: Request,
     principal: WebhooksWrite,
+    pool: PoolDep,
     idempotency: Idempotency,
     endpoint_id: EndpointId,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> WebhookSecretRotation:
-    assert principal.tenant_id is not None
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             rotated = await rotate_endpoint_secret(
                 connection, secret_box=secret_box(request), tenant_id=principal.tenant_id, endpoint_id=endpoint_id, overlap_s=overlap_s
             )
@@ -318,11 +295,10 @@ async def rotate_webhook_secret(
     summary="List an endpoint's deliveries, each with its latest attempts",
 )
 async def list_endpoint_deliveries(
-    request: Request, principal: WebhooksRead, endpoint_id: EndpointId, page: DeliveryPageParams
+    principal: WebhooksRead, pool: PoolDep, endpoint_id: EndpointId, page: DeliveryPageParams
 ) -> WebhookDeliveryList:
-    assert principal.tenant_id is not None
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             await _registered_endpoint(connection, tenant_id=principal.tenant_id, endpoint_id=endpoint_id)
             result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, endpoint_id=endpoint_id)
     return WebhookDeliveryList(data=result.items, has_more=result.has_more, url=f"/v1/webhook_endpoints/{endpoint_id}/deliveries")
@@ -333,10 +309,11 @@ async def list_endpoint_deliveries(
     response_model=WebhookDeliveryList,
     summary="List an event's deliveries (one per endpoint), each with its latest attempts",
 )
-async def list_event_deliveries(request: Request, principal: WebhooksRead, event_id: EventId, page: DeliveryPageParams) -> WebhookDeliveryList:
-    assert principal.tenant_id is not None
+async def list_event_deliveries(
+    principal: WebhooksRead, pool: PoolDep, event_id: EventId, page: DeliveryPageParams
+) -> WebhookDeliveryList:
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             await require_event(connection, tenant_id=principal.tenant_id, event_id=event_id)
             result = await _deliveries_with_attempts(connection, tenant_id=principal.tenant_id, page=page, event_id=event_id)
     return WebhookDeliveryList(data=result.items, has_more=result.has_more, url=f"/v1/events/{event_id}/deliveries")
@@ -349,11 +326,10 @@ async def list_event_deliveries(request: Request, principal: WebhooksRead, event
     openapi_extra={"x-rate-limit-tier": TIER_WRITE},
 )
 async def redeliver_webhook(
-    request: Request, principal: WebhooksWrite, idempotency: Idempotency, delivery_id: DeliveryId
+    request: Request, principal: WebhooksWrite, pool: PoolDep, idempotency: Idempotency, delivery_id: DeliveryId
 ) -> WebhookDeliveryRead:
-    assert principal.tenant_id is not None
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             delivery = await request_redelivery(
                 connection, tenant_id=principal.tenant_id, delivery_id=delivery_id, actor=principal.actor(request)
             )
@@ -369,9 +345,8 @@ async def redeliver_webhook(
     response_model=NotifySecretRead,
     summary="The tenant's notify secret (signs deliveries to notify_urls): when it was made, never the secret",
 )
-async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> NotifySecretRead:
-    assert principal.tenant_id is not None
-    return NotifySecretRead.of(await get_notify_secret(request.app.state.pool, tenant_id=principal.tenant_id))
+async def retrieve_notify_secret(principal: WebhooksRead, pool: PoolDep) -> NotifySecretRead:
+    return NotifySecretRead.of(await get_notify_secret(pool, tenant_id=principal.tenant_id))
 
 
 @router.post(
@@ -383,13 +358,13 @@ async def retrieve_notify_secret(request: Request, principal: WebhooksRead) -> N
 async def rotate_tenant_notify_secret(
     request: Request,
     principal: WebhooksWrite,
+    pool: PoolDep,
     idempotency: Idempotency,
     body: Annotated[WebhookSecretRotate | None, Body()] = None,
 ) -> NotifySecretRotation:
-    assert principal.tenant_id is not None
     overlap_s = body.overlap_s if body is not None and body.overlap_s is not None else ROTATION_OVERLAP_S_DEFAULT
     with webhook_errors():
-        async with request.app.state.pool.acquire() as connection, connection.transaction():
+        async with pool.acquire() as connection, connection.transaction():
             rotated = await rotate_notify_secret(connection, secret_box=secret_box(request), tenant_id=principal.tenant_id, overlap_s=overlap_s)
             await record_audit_event(
                 connection,

@@ -2,7 +2,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.confirmations import ConfirmationPolicy, ConfirmationTier, confirmations_of
+from domain.confirmations import (
+    PLATFORM_TIERS_USD_CENTS,
+    ConfirmationTier,
+    ConfirmationTiersInvalid,
+    confirmations_for,
+    confirmations_of,
+    validate_tiers,
+)
 from domain.money import Asset, InvalidAmount, fee_split, format_amount, parse_amount, usd_cents_of_stablecoin
 
 USDC = Asset(code="usdc", chain_id=31337, symbol="USDC", decimals=6)
@@ -59,28 +66,24 @@ def test_fee_split_examples():
 
 
 def test_confirmation_tiers_by_value():
-    policy = ConfirmationPolicy()
     cents = lambda base_units: usd_cents_of_stablecoin(base_units, decimals=6)  # noqa: E731
-    assert policy.confirmations_for(cents(99_999_999)) == 1  # 99.999999 USD
-    assert policy.confirmations_for(cents(100_000_000)) == 12  # 100 USD
-    assert policy.confirmations_for(cents(9_999_990_000)) == 12
-    assert policy.confirmations_for(cents(10_000_000_000)) == 19  # 10,000 USD
-    assert policy.confirmations_for(cents(1), override=3) == 3
-    with pytest.raises(ValueError):
-        policy.confirmations_for(1, override=0)
+    by_value = lambda base_units: confirmations_for(PLATFORM_TIERS_USD_CENTS, amount=cents(base_units))  # noqa: E731
+    assert by_value(99_999_999) == 1  # 99.999999 USD
+    assert by_value(100_000_000) == 12  # 100 USD
+    assert by_value(9_999_990_000) == 12
+    assert by_value(10_000_000_000) == 19  # 10,000 USD
 
 
-def test_confirmation_policy_validates_tiers():
-    with pytest.raises(ValueError, match="no upper bound"):
-        ConfirmationPolicy(tiers=(ConfirmationTier(below_usd_cents=100, confirmations_min=1),))
-    with pytest.raises(ValueError, match="increasing"):
-        ConfirmationPolicy(
-            tiers=(
-                ConfirmationTier(below_usd_cents=500, confirmations_min=1),
-                ConfirmationTier(below_usd_cents=100, confirmations_min=2),
-                ConfirmationTier(below_usd_cents=None, confirmations_min=3),
-            )
-        )
+def test_one_rule_for_every_tier():
+    # Zero is accepted in a tier and means one: the payment's own block.
+    assert confirmations_for(validate_tiers([ConfirmationTier(0, 0), ConfirmationTier(10, 2)]), amount=5) == 1
+    assert confirmations_for([ConfirmationTier(10, 2)], amount=5) is None
+    with pytest.raises(ConfirmationTiersInvalid, match="start at"):
+        validate_tiers([ConfirmationTier(100, 1)])
+    with pytest.raises(ConfirmationTiersInvalid, match="strictly increase"):
+        validate_tiers([ConfirmationTier(0, 1), ConfirmationTier(500, 2), ConfirmationTier(100, 3)])
+    with pytest.raises(ConfirmationTiersInvalid, match="fewer"):
+        validate_tiers([ConfirmationTier(0, 5), ConfirmationTier(500, 2)])
 
 
 def test_confirmations_count_the_payment_block_itself():
