@@ -43,7 +43,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
-from api.config import ApiSettings
+from db.settings import ApiSettings
 from api.errors import ApiError, ErrorType
 from db.idempotency import (
     IdempotencyRecord,

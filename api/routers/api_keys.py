@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Body, Path, Query, Request
 
 from api.auth import Principal, tenant_key
-from api.config import TIER_WRITE, ApiSettings
+from db.settings import TIER_WRITE, ApiSettings
 from api.idempotency import Idempotency
 from api.pagination import PageParams
 from api.routing import settle_router

@@ -25,7 +25,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from api.auth import Principal, check_ip_rate_limit, tenant_key
-from api.config import TIER_WRITE
+from db.settings import TIER_WRITE
 from api.errors import ApiError, ErrorResponse, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for

@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import Body, Depends, Path, Request
 
 from api.auth import Principal, tenant_key
-from api.config import TIER_WRITE
+from db.settings import TIER_WRITE
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency
 from api.pagination import PageParams, page_request_for
@@ -50,7 +50,7 @@ from db.webhook_endpoints import (
     update_endpoint,
 )
 from db.webhook_secrets import get_notify_secret, rotate_notify_secret
-from db.webhook_settings import WebhookSettings, get_webhook_settings
+from db.settings import WebhookSettings
 from domain.pagination import Page, PageRequest
 from domain.tenants import OBJECT_ID_LENGTH_MAX, OBJECT_ID_PATTERN, AuditAction, Scope
 from domain.webhooks import ROTATION_OVERLAP_S_DEFAULT, EndpointKind, WebhookRuleError
@@ -90,7 +90,7 @@ def webhook_settings(request: Request) -> WebhookSettings:
     its own in `app.state.webhook_settings`."""
     settings = getattr(request.app.state, "webhook_settings", None)
     if settings is None:
-        settings = get_webhook_settings()
+        settings = request.app.state.settings.webhooks
         request.app.state.webhook_settings = settings
     return settings
 

@@ -30,7 +30,7 @@ from activities.chain_tx import SendTransactionInput
 from activities.chains.evm.transactions import EvmTransactionActivities
 from domain.ledger import account_id
 from api.app import create_app
-from api.config import ApiSettings
+from db.settings import ApiSettings
 from api.idempotency import IdempotencyContext
 from cli.processes import stop_pid
 from cli.stack import PROJECT_ROOT, TREASURY_ALLOWANCE_BASE_UNITS
