@@ -43,7 +43,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
-from db.settings import ApiSettings
 from api.errors import ApiError, ErrorType
 from db.idempotency import (
     IdempotencyRecord,
@@ -53,6 +52,7 @@ from db.idempotency import (
     release_idempotency_key,
 )
 from db.secret_box import SecretBox, SecretUnsealError
+from db.settings import ApiSettings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -14,12 +14,11 @@ import pytest
 import segno
 
 from api.app import create_app
-from db.settings import CheckoutSettings
 from api.checkout.router import security_headers
 from api.checkout.strings import CATALOGS, ENGLISH, SCRIPT_KEYS, Strings, placeholders
 from api.checkout.view import CheckoutState, checkout_view, transfer_calldata
-from db.settings import ApiSettings
 from db.payment_intents import IntentPayment, StoredIntent
+from db.settings import ApiSettings, CheckoutSettings
 from domain.money import Asset
 from tests.api.conftest import make_client
 

@@ -7,9 +7,9 @@ import pytest
 
 from api.app import create_app
 from api.auth import route_tier
-from db.settings import ApiSettings, RateLimit, Settings
 from api.ratelimit import TokenBuckets
 from api.routing import iter_api_routes
+from db.settings import ApiSettings, RateLimit, Settings
 from tests.api.conftest import make_client
 from tests.api.helpers import assert_error, by_id, owner_headers
 from tests.api.routes import ROUTES, send
