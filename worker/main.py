@@ -65,7 +65,7 @@ def activities_for(clients: WorkerClients, settings: Settings) -> list:
     watcher = ChainWatcherActivities(clients.pool, clients.chain, clients.temporal, clients.ledger)
     transactions = EvmTransactionActivities(clients.pool, clients.chain, relayer=clients.relayer)
     activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
-                  transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
+                  transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http, settings=settings.webhooks)]
     refunds = RefundActivities(clients.pool, clients.ledger, chain=clients.chain, treasury_address=settings.treasury_address)
     activities += [refunds.begin_refund, refunds.build_refund_transfer, refunds.reserve_refund, refunds.settle_refund_reservation,
                    refunds.record_refund_change]
