@@ -311,6 +311,16 @@ SECTIONS: dict[str, tuple[type[BaseModel], str]] = {
 _SECTION_FIELDS_FROM_ROOT = {"env"}
 
 
+class _RootEnvSource(EnvSettingsSource):
+    """The root's fields from `SETTLE_<FIELD>`, sections excepted: a section is read only from
+    its own prefix, never as JSON from `SETTLE_API` or `SETTLE_WEBHOOKS`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in SECTIONS:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
 class _SectionsEnvSource(PydanticBaseSettingsSource):
     """Each section's fields from `<prefix><FIELD>` (pydantic-settings' own env parsing, JSON for
     lists and dicts), nested under the section's name."""
@@ -365,7 +375,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Arguments first, then the environment; the sections' variables are merged into what a
         # caller passes for a section as a dict (a section passed as a model is taken whole).
-        return init_settings, env_settings, _SectionsEnvSource(settings_cls), dotenv_settings, file_secret_settings
+        return init_settings, _RootEnvSource(settings_cls), _SectionsEnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     @model_validator(mode="before")
     @classmethod

@@ -249,6 +249,13 @@ def test_each_variable_is_read_under_its_name(monkeypatch, variable):
     assert _at(Settings(), path) == expected
 
 
+def test_a_section_is_read_only_from_its_prefix(monkeypatch):
+    for name in ("SETTLE_API", "SETTLE_WEBHOOKS", "SETTLE_CHECKOUT"):
+        monkeypatch.setenv(name, "not json")
+    monkeypatch.setenv("SETTLE_API_JSON_LOGS", "false")
+    assert Settings().api.json_logs is False
+
+
 def test_the_env_reaches_the_webhooks_section(monkeypatch):
     monkeypatch.setenv("SETTLE_ENV", "test")
     assert Settings().webhooks.env == "test"
