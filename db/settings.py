@@ -325,7 +325,8 @@ class _SectionsEnvSource(PydanticBaseSettingsSource):
     """Each section's fields from `<prefix><FIELD>` (pydantic-settings' own env parsing, JSON for
     lists and dicts), nested under the section's name."""
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        # Abstract in the base class; this source reads whole sections in __call__ instead.
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
