@@ -21,7 +21,7 @@ import httpcore
 import httpx
 
 from activities.errors import SettleError
-from db.webhook_settings import WebhookSettings, get_webhook_settings
+from db.settings import WebhookSettings, get_settings
 from domain.webhooks import address_block_reason
 
 _ADDRESSES_TRIED_MAX = 4
@@ -194,7 +194,7 @@ class GuardedClient(httpx.AsyncClient):
 
 def create_webhook_http_client(settings: WebhookSettings | None = None) -> GuardedClient:
     """The HTTP client webhook activities need. One per worker; close it when the worker stops."""
-    return GuardedClient(settings or get_webhook_settings())
+    return GuardedClient(settings or get_settings().webhooks)
 
 
 def webhook_timeout(settings: WebhookSettings) -> httpx.Timeout:

@@ -31,7 +31,7 @@ from activities.webhook_transport import GuardedClient, TargetBlocked, webhook_t
 from db.secret_box import SecretBox
 from db.webhook_attempts import AttemptRecord, cancel_delivery, load_attempt_context, record_attempt
 from db.webhook_dispatch import NOTIFY_CHANNEL, DeliveryToStart, fan_out_events, list_deliveries_to_start, mark_deliveries_started
-from db.webhook_settings import WebhookSettings, get_webhook_settings
+from db.settings import WebhookSettings, get_settings
 from domain.webhooks import (
     DELIVERY_STATUSES_FINAL,
     JITTER_FRACTION,
@@ -182,7 +182,7 @@ async def _heartbeating(awaitable: Awaitable[T], *, interval_s: float) -> T:
 
 class WebhookActivities:
     def __init__(self, pool: asyncpg.Pool, http_client: httpx.AsyncClient, *, settings: WebhookSettings | None = None) -> None:
-        self._settings = settings or get_webhook_settings()
+        self._settings = settings or get_settings().webhooks
         if not isinstance(http_client, GuardedClient):
             raise ValueError("webhook activities need the SSRF-guarded client of create_webhook_http_client()")
         if http_client.allow_private_targets != self._settings.allow_private_targets:

@@ -1,7 +1,8 @@
 """The HTTP front. It authenticates, validates, starts/signals/queries workflows and serves read
 models; it never posts to the ledger and never signs a chain transaction.
 
-`create_app(settings, api_settings, pool=None)` builds an app; its lifespan opens the asyncpg
+`create_app(settings, pool=None)` builds an app from the one `Settings` (its `api`, `webhooks`
+and `checkout` sections included); its lifespan opens the asyncpg
 pool from `settings.database_url` (unless a pool is handed in, which then stays the caller's)
 and purges expired idempotency keys in the background. `app` is what `uvicorn api.app:app` runs,
 configured from the environment.
@@ -23,7 +24,6 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
-from api.config import ApiSettings
 from api.context import RequestContextMiddleware
 from api.errors import install_error_handlers
 from api.idempotency import IdempotentReplay, replay_response
@@ -38,7 +38,7 @@ from api import checkout
 from api.temporal import TemporalConnector
 from db.idempotency import purge_expired_idempotency_keys
 from db.pool import create_pool
-from db.settings import Settings
+from db.settings import ApiSettings, Settings
 
 DESCRIPTION = """Durable settlement engine for crypto payments.
 
@@ -78,7 +78,10 @@ def create_app(
     temporal_client: Any | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    api_settings = api_settings or ApiSettings()
+    if api_settings is not None:
+        # Tests tune rate limits and timeouts this way without rebuilding the whole root.
+        settings = settings.model_copy(update={"api": api_settings})
+    api_settings = settings.api
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

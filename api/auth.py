@@ -20,11 +20,11 @@ from typing import Any, Literal
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from api.config import TIER_CREATE, TIER_READ, TIER_WRITE, ApiSettings
 from api.errors import ApiError, ErrorType
 from api.ratelimit import TokenBuckets, tighter
 from db.api_keys import find_key_for_authentication, touch_last_used
 from db.audit import Actor
+from db.settings import TIER_CREATE, TIER_READ, TIER_WRITE, ApiSettings
 from domain.tenants import (
     PLATFORM_ADMIN_ROLE,
     ActorType,

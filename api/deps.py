@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from api.temporal import TemporalConnector
 from db.secret_box import SecretBox
 from db.settings import Settings
-from db.webhook_settings import WebhookSettings, get_webhook_settings
+from db.settings import WebhookSettings
 
 
 def _settings(request: Request) -> Settings:
@@ -38,7 +38,7 @@ def webhook_settings(request: Request) -> WebhookSettings:
     its own in `app.state.webhook_settings`."""
     settings = getattr(request.app.state, "webhook_settings", None)
     if settings is None:
-        settings = get_webhook_settings()
+        settings = request.app.state.settings.webhooks
         request.app.state.webhook_settings = settings
     return settings
 

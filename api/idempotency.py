@@ -43,7 +43,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
-from api.config import ApiSettings
 from api.deps import secret_box
 from api.errors import ApiError, ErrorType
 from db.idempotency import (
@@ -54,6 +53,7 @@ from db.idempotency import (
     release_idempotency_key,
 )
 from db.secret_box import SecretBox, SecretUnsealError
+from db.settings import ApiSettings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from api.config import RateLimit
+from db.settings import RateLimit
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from db.pool import create_pool  # noqa: E402
 from db.secret_box import SecretBox  # noqa: E402
 from db.webhook_dispatch import set_dispatch_route  # noqa: E402
 from db.webhook_endpoints import create_endpoint  # noqa: E402
-from db.webhook_settings import WebhookSettings  # noqa: E402
+from db.settings import WebhookSettings  # noqa: E402
 from domain.events import EventType, intent_event_id  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
 
@@ -149,7 +149,7 @@ async def baseline(receiver: Receiver, *, requests: int, concurrency: int, body:
 
 async def run(args: argparse.Namespace, *, database_url: str, temporal_address: str) -> dict:
     await upgrade_to_heads(database_url)
-    settings = WebhookSettings(_env_file=None, env="local", dispatch_wait_s=5.0, dispatch_poll_interval_s=0.5)
+    settings = WebhookSettings(env="local", dispatch_wait_s=5.0, dispatch_poll_interval_s=0.5)
     unique = uuid.uuid4().hex[:10]
     tenant_id, route, task_queue = f"ten_bench{unique}", f"bench-{unique}", f"bench-webhooks-{unique}"
     async with AsyncExitStack() as stack:

@@ -182,7 +182,7 @@ from db.secret_box import SecretBox  # noqa: E402
 from db.webhook_deliveries import get_delivery  # noqa: E402
 from db.webhook_dispatch import set_dispatch_route  # noqa: E402
 from db.webhook_endpoints import create_endpoint  # noqa: E402
-from db.webhook_settings import WebhookSettings  # noqa: E402
+from db.settings import WebhookSettings  # noqa: E402
 from tests.events import insert_test_event  # noqa: E402
 from domain.webhooks import DELIVERY_STATUSES_FINAL  # noqa: E402
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, EventDispatchInput, EventDispatchWorkflow  # noqa: E402
@@ -202,7 +202,7 @@ def fast_settings(**overrides) -> WebhookSettings:
         slot_wait_s=0.5,
     )
     values.update(overrides)
-    return WebhookSettings(_env_file=None, **values)
+    return WebhookSettings(**values)
 
 
 @dataclass

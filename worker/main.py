@@ -33,7 +33,6 @@ from activities.webhooks import webhook_activities
 from db.ledger_store import LedgerStore
 from db.pool import create_pool
 from db.settings import Settings, get_settings
-from db.webhook_settings import get_webhook_settings
 from worker.interceptors import SettleInterceptor
 from workflows.chain_watcher_workflow import ChainWatcherInput, ChainWatcherWorkflow, watcher_workflow_id
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS, start_event_dispatcher
@@ -66,7 +65,7 @@ def activities_for(clients: WorkerClients, settings: Settings) -> list:
     watcher = ChainWatcherActivities(clients.pool, clients.chain, clients.temporal, clients.ledger)
     transactions = EvmTransactionActivities(clients.pool, clients.chain, relayer=clients.relayer)
     activities = [chain.read_chain_head, hello.record_hello_run, watcher.watch_chain, transactions.send_transaction,
-                  transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http)]
+                  transactions.wait_for_transaction, *webhook_activities(clients.pool, clients.webhook_http, settings=settings.webhooks)]
     refunds = RefundActivities(clients.pool, clients.ledger, chain=clients.chain, treasury_address=settings.treasury_address)
     activities += [refunds.begin_refund, refunds.build_refund_transfer, refunds.reserve_refund, refunds.settle_refund_reservation,
                    refunds.record_refund_change]
@@ -104,7 +103,7 @@ async def open_clients(client: Client, settings: Settings, stack: AsyncExitStack
     chain = EvmChain.connect(rpc_url or settings.rpc_url, chain_id=settings.chain_id)
     relayer = Account.from_key(settings.relayer_private_key.get_secret_value())
     # Only this client may deliver webhooks: its transport checks every resolved address (SSRF).
-    webhook_http = create_webhook_http_client(get_webhook_settings())
+    webhook_http = create_webhook_http_client(settings.webhooks)
     stack.push_async_callback(webhook_http.aclose)
     return WorkerClients(temporal=client, pool=pool, chain=chain, ledger=ledger, relayer=relayer, webhook_http=webhook_http)
 

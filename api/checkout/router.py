@@ -25,13 +25,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
 from api.auth import check_ip_rate_limit
-from api.checkout.config import CheckoutSettings, get_checkout_settings
 from api.checkout.strings import Strings
 from api.checkout.view import CheckoutState, CheckoutView, checkout_view
 from api.errors import ApiError, error_response, not_found
 from api.services.payment_intents import authorized_intent, payment_confirmations
 from db.payment_intents import StoredIntent
-from db.settings import Settings
+from db.settings import CheckoutSettings, Settings
 from db.tenants import TenantNotFound, get_tenant
 from domain.money import Asset
 from domain.payment_intents import IntentStatus
@@ -104,6 +103,11 @@ def _render(name: str, request: Request, strings: Strings, **context: Any) -> st
     return templates.get_template(name).render(
         t=strings, lang=strings.language, static=lambda file: _static_url(request, file), State=CheckoutState, **context
     )
+
+
+def _checkout_settings(request: Request) -> CheckoutSettings:
+    settings: Settings = request.app.state.settings
+    return settings.checkout
 
 
 def _page(request: Request, name: str, *, status_code: int, strings: Strings, settings: CheckoutSettings, **context: Any) -> Response:
@@ -213,7 +217,7 @@ def _client_secret(request: Request) -> str | None:
 
 # ---------------------------------------------------------------------------- routes
 async def checkout_page(request: Request) -> Response:
-    settings = get_checkout_settings()
+    settings = _checkout_settings(request)
     strings = Strings()
     limited = _rate_limited(request)
     if limited is not None:
@@ -251,7 +255,7 @@ async def checkout_page(request: Request) -> Response:
 
 async def checkout_status(request: Request) -> Response:
     """The page's live state: the state fragment, re-rendered, and what the script needs."""
-    settings = get_checkout_settings()
+    settings = _checkout_settings(request)
     strings = Strings()
     limited = _rate_limited(request)
     if limited is not None:
@@ -280,7 +284,7 @@ async def checkout_status(request: Request) -> Response:
 
 
 async def checkout_static(request: Request) -> Response:
-    settings = get_checkout_settings()
+    settings = _checkout_settings(request)
     name = request.path_params["name"]
     if name not in STATIC_FILES:
         return _not_valid_page(request, Strings(), settings)

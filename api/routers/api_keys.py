@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Body, Path, Query, Request
 
 from api.auth import TenantPrincipal, tenant_key
-from api.config import TIER_WRITE, ApiSettings
+from db.settings import TIER_WRITE, ApiSettings
 from api.deps import PoolDep
 from api.idempotency import Idempotency
 from api.pagination import PageParams

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import TenantPrincipal, check_ip_rate_limit, tenant_key
-from api.config import TIER_WRITE
+from db.settings import TIER_WRITE
 from api.deps import PoolDep, SecretBoxDep, SettingsDep, TemporalDep, WebhookSettingsDep
 from api.errors import ErrorResponse, not_found
 from api.idempotency import Idempotency

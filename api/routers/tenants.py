@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Path, Query, Request
 
 from api.auth import PLATFORM_ADMIN, Principal, TenantPrincipal, tenant_key
-from api.config import TIER_WRITE
+from db.settings import TIER_WRITE
 from api.deps import PoolDep
 from api.errors import ApiError, ErrorType
 from api.idempotency import Idempotency

@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import Body, Depends, Path, Request
 
 from api.auth import TenantPrincipal, tenant_key
-from api.config import TIER_WRITE
+from db.settings import TIER_WRITE
 from api.deps import PoolDep, secret_box, webhook_settings
 from api.errors import ApiError, ErrorType, invalid_request, not_found
 from api.idempotency import Idempotency

@@ -26,7 +26,7 @@ from db.payment_intents import StoredIntent, find_payment_intent, get_payment_in
 from db.settings import Settings
 from db.tenants import get_tenant
 from db.webhook_endpoints import prepare_notify_url
-from db.webhook_settings import WebhookSettings
+from db.settings import WebhookSettings
 from domain.confirmations import ConfirmationsBelowFloor, confirmations_required
 from domain.errors import INTENT_REGISTRATION_FAILED
 from domain.money import Asset, InvalidAmount, parse_amount, usd_cents_of_stablecoin

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.config import ApiSettings
-from db.settings import Settings
+from db.settings import ApiSettings, Settings
 
 # High enough that only the rate-limit tests, with their own app, ever see a 429.
 GENEROUS_TIERS = {

@@ -288,12 +288,12 @@ async def insert_event(pool: Any, *, tenant_id: str, event_type: str = "payment_
 
 async def fan_out_tenant_events(pool: Any, *, tenant_id: str) -> None:
     """What the dispatcher does, for this tenant only: its events go through a route of its own."""
-    from db.webhook_settings import WebhookSettings
+    from db.settings import WebhookSettings
     from db.secret_box import SecretBox
     from db.webhook_dispatch import fan_out_events
 
     route = _private_route(tenant_id)
-    box = SecretBox(WebhookSettings(_env_file=None).secret_encryption_keys())  # type: ignore[call-arg]
+    box = SecretBox(WebhookSettings().secret_encryption_keys())
     while await fan_out_events(pool, secret_box=box, route=route, batch_size_max=100):
         pass
 

@@ -15,12 +15,11 @@ from eth_utils import to_checksum_address
 import segno
 
 from api.app import create_app
-from api.checkout.config import CheckoutSettings
 from api.checkout.router import security_headers
 from api.checkout.strings import CATALOGS, ENGLISH, SCRIPT_KEYS, Strings, placeholders
 from api.checkout.view import CheckoutState, checkout_view, transfer_calldata
-from api.config import ApiSettings
 from db.payment_intents import IntentPayment, StoredIntent
+from db.settings import ApiSettings, CheckoutSettings
 from domain.money import Asset
 from tests.api.conftest import make_client
 

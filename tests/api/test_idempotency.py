@@ -151,7 +151,7 @@ async def test_a_dead_claim_is_taken_over_by_the_same_request(client, tenant, db
 
 async def test_a_live_claim_makes_others_wait_then_409(settings, db_pool, tenant):
     from api.app import create_app
-    from api.config import ApiSettings
+    from db.settings import ApiSettings
     from tests.api.conftest import GENEROUS_TIERS, make_client
 
     app = create_app(settings, ApiSettings(rate_limit_tiers=GENEROUS_TIERS, json_logs=False, idempotency_wait_s=0.2), pool=db_pool)

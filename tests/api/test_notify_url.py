@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
-from db.webhook_settings import WebhookSettings
+from db.settings import WebhookSettings
 from domain.webhooks import URL_LENGTH_MAX
 from tests.api.conftest import create_key, create_tenant, make_client, settings_for_stack
 from tests.api.helpers import assert_error
@@ -261,7 +261,7 @@ async def test_private_targets_and_plain_http_are_refused_where_the_deployment_r
     stack, api_settings, db_pool, temporal_client, admin_headers
 ):
     strict = create_app(settings_for_stack(stack), api_settings, pool=db_pool, temporal_client=temporal_client)
-    strict.state.webhook_settings = WebhookSettings(_env_file=None, allow_private_targets=False, require_https=True)
+    strict.state.webhook_settings = WebhookSettings(allow_private_targets=False, require_https=True)
     async with strict.router.lifespan_context(strict), make_client(strict) as http:
         merchant = await create_tenant(http, admin_headers, kind="merchant")
         for url, code in [

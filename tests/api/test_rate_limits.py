@@ -7,9 +7,9 @@ import pytest
 
 from api.app import create_app
 from api.auth import route_tier
-from api.config import ApiSettings, RateLimit
 from api.ratelimit import TokenBuckets
 from api.routing import iter_api_routes
+from db.settings import ApiSettings, RateLimit, Settings
 from tests.api.conftest import make_client
 from tests.api.helpers import assert_error, by_id, owner_headers
 from tests.api.routes import ROUTES, send
@@ -95,7 +95,7 @@ def test_default_tiers_match_the_issue():
 
 def test_tiers_from_the_environment(monkeypatch):
     monkeypatch.setenv("SETTLE_API_RATE_LIMIT_TIERS", '{"create": {"per_key": "10/minute", "per_ip": "5/10second"}, "bulk": {"per_key": "1/day", "per_ip": "2/day"}}')
-    tiers = ApiSettings().rate_limit_tiers
+    tiers = Settings().api.rate_limit_tiers
     assert tiers["create"].per_key == RateLimit(requests=10, window_s=60)
     assert tiers["create"].per_ip == RateLimit(requests=5, window_s=10)
     assert tiers["bulk"].per_key.window_s == 86400

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from activities.webhooks import sign_headers
 from api.app import create_app
-from db.webhook_settings import WebhookSettings
+from db.settings import WebhookSettings
 from db.secret_box import SecretBox
 from db.webhook_attempts import AttemptRecord, load_attempt_context, record_attempt
 from domain.webhooks import RESPONSE_BODY_STORED_MAX, parse_signing_secret
@@ -22,7 +22,7 @@ from tests.api.conftest import create_key, make_client
 from tests.api.helpers import assert_error
 from tests.api.routes import WEBHOOK_RECEIVER_URL, create_webhook_endpoint, fan_out_tenant_events, insert_event
 
-BOX = SecretBox(WebhookSettings(_env_file=None).secret_encryption_keys())
+BOX = SecretBox(WebhookSettings().secret_encryption_keys())
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -109,7 +109,7 @@ async def test_bad_urls_are_400_on_url(client, tenant, url):
 async def test_loopback_is_allowed_only_where_the_settings_allow_it(client, tenant, settings, api_settings, db_pool):
     assert (await client.post("/v1/webhook_endpoints", json={"url": "http://localhost:8080/h", "enabled_events": ["*"]}, headers=tenant.headers)).status_code == 201
     strict = create_app(settings, api_settings, pool=db_pool)
-    strict.state.webhook_settings = WebhookSettings(_env_file=None, allow_private_targets=False, require_https=True)
+    strict.state.webhook_settings = WebhookSettings(allow_private_targets=False, require_https=True)
     async with strict.router.lifespan_context(strict), make_client(strict) as http:
         for url, code in [("https://127.0.0.1/h", "url_not_allowed"), ("https://10.1.2.3/h", "url_not_allowed"),
                           ("https://localhost/h", "url_not_allowed"), ("http://example.com/h", "parameter_invalid")]:

@@ -31,7 +31,7 @@ from db.webhook_endpoints import (
     update_endpoint,
 )
 from db.webhook_secrets import rotate_notify_secret
-from db.webhook_settings import WebhookSettings
+from db.settings import WebhookSettings
 from domain.pagination import PageRequest
 from domain.webhooks import (
     ENDPOINTS_PER_TENANT_MAX,
@@ -46,7 +46,7 @@ from tests.events import insert_test_event
 
 LOCAL = UrlPolicy(allow_private_targets=True, require_https=False)
 PRODUCTION = UrlPolicy(allow_private_targets=False, require_https=True)
-BOX = SecretBox(WebhookSettings(_env_file=None).secret_encryption_keys())
+BOX = SecretBox(WebhookSettings().secret_encryption_keys())
 
 
 @pytest.fixture

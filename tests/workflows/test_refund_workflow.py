@@ -30,7 +30,6 @@ from activities.chain_tx import SendTransactionInput
 from activities.chains.evm.transactions import EvmTransactionActivities
 from domain.ledger import account_id
 from api.app import create_app
-from api.config import ApiSettings
 from api.idempotency import IdempotencyContext
 from cli.processes import stop_pid
 from cli.stack import PROJECT_ROOT, TREASURY_ALLOWANCE_BASE_UNITS
@@ -38,7 +37,7 @@ from contracts import load_artifact
 from contracts.deploy import TEST_TOKEN_NAMES, approve_spender
 from db.chain import get_transaction
 from db.ledger_invariants import check_ledger_invariants
-from db.settings import Settings
+from db.settings import ApiSettings, Settings
 from domain.refunds import refund_transfer_key
 from tests.api.conftest import GENEROUS_TIERS, TenantHandle, create_tenant, make_client
 from worker.main import WORKFLOWS, activities_for, build_worker, ensure_chain_watcher, ensure_sweeper, open_clients

@@ -15,13 +15,12 @@ from activities.webhook_transport import create_webhook_http_client
 from activities.webhooks import webhook_activities
 from db.pool import create_pool
 from db.settings import Settings
-from db.webhook_settings import WebhookSettings
 from workflows.event_dispatch_workflow import WEBHOOK_WORKFLOWS
 
 
 async def run() -> None:
     settings = Settings()
-    webhook_settings = WebhookSettings()
+    webhook_settings = settings.webhooks
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     pool = await create_pool(settings.database_url)
     http_client = create_webhook_http_client(webhook_settings)
