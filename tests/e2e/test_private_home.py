@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import cli.postgres
 import cli.stack
 from cli.main import main
 from cli.processes import pid_alive, stop_pid
@@ -55,8 +56,8 @@ def private_home(monkeypatch) -> PrivateHome:
     shared = outer / "shared"
     shared.mkdir()
     os.chmod(shared, 0o755)
-    monkeypatch.setattr(cli.stack, "wheel_postgres_install", lambda: install)
-    monkeypatch.setattr(cli.stack, "POSTGRES_SHARED_PARENT", shared)
+    monkeypatch.setattr(cli.postgres, "wheel_postgres_install", lambda: install)
+    monkeypatch.setattr(cli.postgres, "POSTGRES_SHARED_PARENT", shared)
     try:
         yield PrivateHome(private=private, install=install, shared=shared, state_dir=private / "settle" / ".settle")
     finally:
