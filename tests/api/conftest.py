@@ -114,3 +114,17 @@ def world(client, admin_headers, tenant, other_tenant):
     from tests.api.routes import World
 
     return World(client=client, admin_headers=admin_headers, owner=tenant, intruder=other_tenant)
+
+
+@pytest.fixture(scope="module")
+async def intents_app(stack, api_settings, db_pool, temporal_client):
+    """An app that can start workflows (the session's `api_app` has no Temporal client), per module."""
+    app = create_app(settings_for_stack(stack), api_settings, pool=db_pool, temporal_client=temporal_client)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def http(intents_app):
+    async with make_client(intents_app) as client:
+        yield client

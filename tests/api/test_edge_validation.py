@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from api.app import create_app
 from api.routing import iter_api_routes
 from api.schemas import Input
-from tests.api.conftest import create_tenant, make_client, settings_for_stack
+from tests.api.conftest import create_tenant
 from tests.api.helpers import assert_error
 from tests.api.routes import WEBHOOK_RECEIVER_URL
 
@@ -27,19 +27,6 @@ INTENT = {"amount": "2500000", "asset": "usdc", "description": "Order 42", "meta
 # The whole answer, refusal included, well within any client's timeout.
 ANSWER_S_MAX = 5.0
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-async def intents_app(stack, api_settings, db_pool, temporal_client):
-    app = create_app(settings_for_stack(stack), api_settings, pool=db_pool, temporal_client=temporal_client)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(intents_app):
-    async with make_client(intents_app) as client:
-        yield client
 
 
 @pytest.fixture

@@ -27,19 +27,6 @@ BODY = {"amount": "1500000", "asset": "usdc", "description": "notify me"}
 DELIVERED_WITHIN_S = 30.0
 
 
-@pytest.fixture(scope="module")
-async def intents_app(stack, api_settings, db_pool, temporal_client):
-    app = create_app(settings_for_stack(stack), api_settings, pool=db_pool, temporal_client=temporal_client)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(intents_app):
-    async with make_client(intents_app) as client:
-        yield client
-
-
 @pytest.fixture
 async def merchant(http, admin_headers):
     return await create_tenant(http, admin_headers, kind="merchant")

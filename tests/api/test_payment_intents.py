@@ -23,19 +23,6 @@ from tests.api.helpers import assert_error
 BODY = {"amount": "2500000", "asset": "usdc", "description": "Order 42", "metadata": {"order": "42"}}
 
 
-@pytest.fixture(scope="module")
-async def intents_app(stack, api_settings, db_pool, temporal_client):
-    app = create_app(settings_for_stack(stack), api_settings, pool=db_pool, temporal_client=temporal_client)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@pytest.fixture
-async def http(intents_app):
-    async with make_client(intents_app) as client:
-        yield client
-
-
 @pytest.fixture
 async def merchant(http, admin_headers):
     handle = await create_tenant(http, admin_headers, kind="merchant", fee_bps=100)
