@@ -54,24 +54,43 @@ def parse_chain_key(value: str) -> ChainKey:
 ZERO_EVM_ADDRESS = "0x" + "0" * 40
 
 
+class AddressProblem(StrEnum):
+    FORMAT = "format"  # not 0x and 40 hex digits
+    CHECKSUM = "checksum"  # mixed case that is not its EIP-55 checksum (or, where one is required, none)
+    ZERO = "zero"  # the zero address: what is sent there is burnt
+
+
 class InvalidAddress(ValueError):
-    """Not an address of the chain's family (or one no money may go to)."""
+    """Not an address of the chain's family, or one no money may go to. `problem` says which, so
+    each caller words its own error; `checksummed` is the EIP-55 form when the hex was valid."""
+
+    def __init__(self, problem: AddressProblem, message: str, *, checksummed: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.checksummed = checksummed
 
 
-def parse_address(chain: ChainKey, value: object, *, allow_zero: bool = False) -> str:
-    """An address of `chain`'s family in its canonical form (EVM: EIP-55 checksum). A mixed-case
-    EVM address must carry a valid checksum; the zero address is refused unless asked for."""
-    from eth_utils import is_checksum_address, is_hex_address, to_checksum_address  # slow to import; only here
-
+def parse_address(chain: ChainKey, value: object, *, checksum_required: bool = False, allow_zero: bool = False) -> str:
+    """An address of `chain`'s family in its canonical form (EVM: EIP-55 checksum)."""
     assert chain.family is ChainFamily.EVM, chain
-    if not isinstance(value, str) or not is_hex_address(value):
-        raise InvalidAddress("an EVM address is 0x followed by 40 hex digits")
-    body = value[2:]
-    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
-        raise InvalidAddress("the address's mixed case is not a valid EIP-55 checksum")
+    return parse_evm_address(value, checksum_required=checksum_required, allow_zero=allow_zero)
+
+
+def parse_evm_address(value: object, *, checksum_required: bool = False, allow_zero: bool = False) -> str:
+    """The one rule for EVM addresses, in EIP-55 form. Lower-case hex (no checksum claimed) or the
+    exact EIP-55 form pass: other casing is a typo the checksum caught. With `checksum_required`,
+    only the EIP-55 form passes (payout addresses, where the checksum is what catches a mistyped
+    address). The zero address is refused unless asked for."""
+    from eth_utils import is_hex_address, to_checksum_address  # slow to import; only here
+
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x") or not is_hex_address(value):
+        raise InvalidAddress(AddressProblem.FORMAT, "an EVM address is 0x followed by 40 hex digits")
+    checksummed = to_checksum_address(value)
+    if value != checksummed and (checksum_required or value != value.lower()):
+        raise InvalidAddress(AddressProblem.CHECKSUM, "the address is not in its EIP-55 checksum form", checksummed=checksummed)
     if not allow_zero and value.lower() == ZERO_EVM_ADDRESS:
-        raise InvalidAddress("the zero address cannot hold or receive money")
-    return to_checksum_address(value)
+        raise InvalidAddress(AddressProblem.ZERO, "the zero address cannot hold or receive money", checksummed=checksummed)
+    return checksummed
 
 
 def address_key(chain: ChainKey, address: str) -> str:

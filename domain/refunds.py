@@ -27,9 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain.chains import AddressProblem, InvalidAddress, parse_evm_address
 from domain.payment_intents import IntentStatus
 
-ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class RefundStatus(StrEnum):
@@ -200,20 +200,19 @@ def reservation_legs(refund_id: str, funding: RefundFunding) -> list[Reservation
 def parse_refund_address(value: object, *, param: str = "address") -> str:
     """The customer's address, checksummed. Lower-case hex (no checksum claimed) or a correct
     EIP-55 checksum; any other casing is a typo the checksum caught. The zero address burns."""
-    from eth_utils import is_hex_address, to_checksum_address  # slow to import; only here
-
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x") or not is_hex_address(value):
-        raise RefundRuleError("parameter_invalid", f"{param} must be a 0x-prefixed 20-byte hex address", param=param)
-    checksummed = to_checksum_address(value)
-    if value != value.lower() and value != checksummed:
-        raise RefundRuleError(
-            "parameter_invalid",
-            f"{param} fails its EIP-55 checksum; copy the address exactly, or give it in lower case (checksummed: {checksummed})",
-            param=param,
-        )
-    if value.lower() == ZERO_ADDRESS:
-        raise RefundRuleError("parameter_invalid", f"{param} must not be the zero address: tokens sent there are lost", param=param)
-    return checksummed
+    try:
+        return parse_evm_address(value)
+    except InvalidAddress as error:
+        if error.problem is AddressProblem.CHECKSUM:
+            message = (
+                f"{param} fails its EIP-55 checksum; copy the address exactly, or give it in lower case "
+                f"(checksummed: {error.checksummed})"
+            )
+        elif error.problem is AddressProblem.ZERO:
+            message = f"{param} must not be the zero address: tokens sent there are lost"
+        else:
+            message = f"{param} must be a 0x-prefixed 20-byte hex address"
+        raise RefundRuleError("parameter_invalid", message, param=param) from None
 
 
 # ---------------------------------------------------------------------- workflow models

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from domain.chains import ZERO_EVM_ADDRESS as ZERO_ADDRESS  # noqa: F401 - the name callers know
+from domain.chains import AddressProblem, InvalidAddress, parse_evm_address
 from domain.confirmations import ConfirmationTier, ConfirmationTiersInvalid, validate_tiers
 
 
@@ -303,28 +305,21 @@ def check_text(value: str, *, param: str, length_max: int, allow_empty: bool = F
     return value
 
 
-ZERO_ADDRESS = "0x" + "0" * 40
-
-
 def validate_evm_address(address: str, *, param: str = "address") -> str:
     """An EIP-55 checksummed address other than the zero address. Lower- or upper-case hex is
     refused: the checksum is what catches a mistyped payout address before money goes to it. The
     zero address passes every checksum, but what is sent there is burnt, and `ecrecover` answers
     it for a bad signature, so it is never a payout address nor an approver."""
-    # Imported here: eth_utils takes a fifth of a second to import, and the CLI imports this module.
-    from eth_utils import is_hex_address, to_checksum_address
-
-    if not isinstance(address, str) or len(address) != 42 or not is_hex_address(address):
-        raise TenantRuleError(f"{param} must be a 0x-prefixed 20-byte hex address", param=param)
-    checksummed = to_checksum_address(address)
-    if address != checksummed:
-        raise TenantRuleError(
-            f"{param} fails its EIP-55 checksum; copy the address exactly (checksummed form: {checksummed})",
-            param=param,
-        )
-    if address == ZERO_ADDRESS:
-        raise TenantRuleError(f"{param} must not be the zero address: nothing sent there can ever be spent", param=param)
-    return address
+    try:
+        return parse_evm_address(address, checksum_required=True)
+    except InvalidAddress as error:
+        if error.problem is AddressProblem.CHECKSUM:
+            message = f"{param} fails its EIP-55 checksum; copy the address exactly (checksummed form: {error.checksummed})"
+        elif error.problem is AddressProblem.ZERO:
+            message = f"{param} must not be the zero address: nothing sent there can ever be spent"
+        else:
+            message = f"{param} must be a 0x-prefixed 20-byte hex address"
+        raise TenantRuleError(message, param=param) from None
 
 
 def validate_confirmation_tiers(tiers: list[ConfirmationTier], *, param: str = "confirmation_policy.tiers") -> list[ConfirmationTier]:

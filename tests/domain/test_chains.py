@@ -1,6 +1,7 @@
 import pytest
 
 from domain.chains import (
+    AddressProblem,
     ChainFamily,
     InvalidAddress,
     InvalidChainKey,
@@ -8,6 +9,7 @@ from domain.chains import (
     evm_chain_key,
     parse_address,
     parse_chain_key,
+    parse_evm_address,
 )
 
 
@@ -31,12 +33,30 @@ def test_evm_addresses_are_checksummed_and_compared_lower_case():
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["0x5AAEB6053f3e94c9b9a09f33669435e7ef1beaed", "0x" + "0" * 40, "0x123", "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed0", 42, None],
+    "value, problem",
+    [
+        ("0x5AAEB6053f3e94c9b9a09f33669435e7ef1beaed", AddressProblem.CHECKSUM),
+        ("0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED", AddressProblem.CHECKSUM),
+        ("0x" + "0" * 40, AddressProblem.ZERO),
+        ("0x123", AddressProblem.FORMAT),
+        ("5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", AddressProblem.FORMAT),
+        ("5aaeb6053f3e94c9b9a09f33669435e7ef1beaed00", AddressProblem.FORMAT),
+        (42, AddressProblem.FORMAT),
+        (None, AddressProblem.FORMAT),
+    ],
 )
-def test_bad_evm_addresses_are_refused(value):
-    with pytest.raises(InvalidAddress):
+def test_bad_evm_addresses_are_refused(value, problem):
+    with pytest.raises(InvalidAddress) as raised:
         parse_address(evm_chain_key(1), value)
+    assert raised.value.problem is problem
+
+
+def test_a_checksum_can_be_required():
+    lower = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
+    with pytest.raises(InvalidAddress) as raised:
+        parse_evm_address(lower, checksum_required=True)
+    assert raised.value.checksummed == "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    assert parse_evm_address(raised.value.checksummed, checksum_required=True) == raised.value.checksummed
 
 
 def test_the_zero_address_only_when_asked_for():
